@@ -1,0 +1,338 @@
+// Package config reads and checks ferry's YAML configuration.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is a whole ferry pipeline: where NATS is, what to read, what to write.
+type Config struct {
+	NATS    NATS     `yaml:"nats"`
+	Sources []Source `yaml:"sources"`
+	Targets []Target `yaml:"targets"`
+	Log     Log      `yaml:"log"`
+}
+
+// NATS says where the event log lives. An empty URL runs the embedded server.
+type NATS struct {
+	URL       string `yaml:"url"`
+	Listen    string `yaml:"listen"`
+	DataDir   string `yaml:"dataDir"`
+	CredsFile string `yaml:"credsFile"`
+	TLS       TLS    `yaml:"tls"`
+	// Replicas of each stream and bucket on a clustered external NATS.
+	Replicas int `yaml:"replicas"`
+	// DuplicateWindow is how long JetStream remembers message ids to drop
+	// re-published events.
+	DuplicateWindow Duration `yaml:"duplicateWindow"`
+	// MaxPayload caps one message on the embedded server (bytes).
+	MaxPayload int32 `yaml:"maxPayload"`
+}
+
+// TLS holds client TLS settings for an external NATS.
+type TLS struct {
+	CertFile string `yaml:"certFile"`
+	KeyFile  string `yaml:"keyFile"`
+	CAFile   string `yaml:"caFile"`
+}
+
+// Log sets the logger.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// Source is one database ferry reads.
+type Source struct {
+	Name   string   `yaml:"name"`
+	Type   string   `yaml:"type"`
+	DSN    string   `yaml:"dsn"`
+	Tables []string `yaml:"tables"`
+	// Mode is snapshot, cdc or snapshot+cdc.
+	Mode        string `yaml:"mode"`
+	Slot        string `yaml:"slot"`
+	Publication string `yaml:"publication"`
+	// Partitions is the number of key lanes of the source's stream. Fixed once
+	// the stream exists.
+	Partitions int `yaml:"partitions"`
+	// ChunkRows is the snapshot's primary-key chunk size.
+	ChunkRows int `yaml:"chunkRows"`
+	// SnapshotWorkers read chunks in parallel.
+	SnapshotWorkers int `yaml:"snapshotWorkers"`
+	// StatusInterval is how often the replication client reports its flushed
+	// position to the source.
+	StatusInterval Duration `yaml:"statusInterval"`
+}
+
+// Target is one database ferry writes.
+type Target struct {
+	Name string `yaml:"name"`
+	Type string `yaml:"type"`
+	DSN  string `yaml:"dsn"`
+	// From names the source whose stream this target applies.
+	From string `yaml:"from"`
+	// BatchSize is the most messages applied in one target transaction.
+	BatchSize int `yaml:"batchSize"`
+	// Schema, when set, replaces the source schema of every table name.
+	Schema string `yaml:"schema"`
+}
+
+// Modes of a source.
+const (
+	ModeSnapshot    = "snapshot"
+	ModeCDC         = "cdc"
+	ModeSnapshotCDC = "snapshot+cdc"
+)
+
+// HasSnapshot reports whether the source's mode includes a snapshot.
+func (s Source) HasSnapshot() bool { return s.Mode == ModeSnapshot || s.Mode == ModeSnapshotCDC }
+
+// HasCDC reports whether the source's mode includes the change stream.
+func (s Source) HasCDC() bool { return s.Mode == ModeCDC || s.Mode == ModeSnapshotCDC }
+
+// Duration is a time.Duration written as "10s" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (e.g. 10s, 5m)", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// ErrInvalid marks configuration errors (exit code 2).
+var ErrInvalid = errors.New("invalid config")
+
+// Load reads, decodes and checks the config file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading %s: %v", ErrInvalid, path, err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+var fieldNotFound = regexp.MustCompile(`line (\d+): field (\S+) not found in type config\.(\w+)`)
+
+// Parse decodes and checks a config document. Unknown keys are errors.
+func Parse(data []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		msg := err.Error()
+		// yaml.v3 names Go types; say it in the config's own words.
+		msg = fieldNotFound.ReplaceAllStringFunc(msg, func(m string) string {
+			p := fieldNotFound.FindStringSubmatch(m)
+			return fmt.Sprintf("line %s: unknown key %q in %s", p[1], p[2], section(p[3]))
+		})
+		msg = strings.ReplaceAll(msg, "yaml: unmarshal errors:\n  ", "")
+		msg = strings.ReplaceAll(msg, "cannot unmarshal !!", "wrong type: got ")
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, msg)
+	}
+	c.setDefaults()
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return &c, nil
+}
+
+func section(goType string) string {
+	switch goType {
+	case "Source":
+		return "sources[]"
+	case "Target":
+		return "targets[]"
+	case "NATS":
+		return "nats"
+	case "TLS":
+		return "nats.tls"
+	case "Log":
+		return "log"
+	}
+	return "the top level"
+}
+
+func (c *Config) setDefaults() {
+	if c.NATS.Listen == "" {
+		c.NATS.Listen = "127.0.0.1:4333"
+	}
+	if c.NATS.DataDir == "" {
+		c.NATS.DataDir = "./ferry-data"
+	}
+	if c.NATS.Replicas == 0 {
+		c.NATS.Replicas = 1
+	}
+	if c.NATS.DuplicateWindow == 0 {
+		c.NATS.DuplicateWindow = Duration(10 * time.Minute)
+	}
+	if c.NATS.MaxPayload == 0 {
+		c.NATS.MaxPayload = 8 << 20
+	}
+	for i := range c.Sources {
+		s := &c.Sources[i]
+		if s.Mode == "" {
+			s.Mode = ModeSnapshotCDC
+		}
+		if s.Slot == "" {
+			s.Slot = "ferry_" + identSafe(s.Name)
+		}
+		if s.Publication == "" {
+			s.Publication = "ferry_" + identSafe(s.Name)
+		}
+		if s.Partitions == 0 {
+			s.Partitions = 8
+		}
+		if s.ChunkRows == 0 {
+			s.ChunkRows = 20000
+		}
+		if s.SnapshotWorkers == 0 {
+			s.SnapshotWorkers = 4
+		}
+		if s.StatusInterval == 0 {
+			s.StatusInterval = Duration(time.Second)
+		}
+	}
+	for i := range c.Targets {
+		t := &c.Targets[i]
+		if t.BatchSize == 0 {
+			t.BatchSize = 500
+		}
+	}
+}
+
+func identSafe(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(s) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '_' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+func (c *Config) check() error {
+	var errs []error
+	if len(c.Sources) == 0 {
+		errs = append(errs, errors.New("sources: at least one source is required"))
+	}
+	names := map[string]bool{}
+	for i, s := range c.Sources {
+		at := fmt.Sprintf("sources[%d]", i)
+		if !nameRE.MatchString(s.Name) {
+			errs = append(errs, fmt.Errorf("%s.name: %q must be 1-64 letters, digits, '_' or '-'", at, s.Name))
+		}
+		if names[s.Name] {
+			errs = append(errs, fmt.Errorf("%s.name: %q is used twice", at, s.Name))
+		}
+		names[s.Name] = true
+		if s.Type == "" {
+			errs = append(errs, fmt.Errorf("%s.type: missing", at))
+		}
+		if s.DSN == "" {
+			errs = append(errs, fmt.Errorf("%s.dsn: missing", at))
+		}
+		switch s.Mode {
+		case ModeSnapshot, ModeCDC, ModeSnapshotCDC:
+		default:
+			errs = append(errs, fmt.Errorf("%s.mode: %q is not one of snapshot, cdc, snapshot+cdc", at, s.Mode))
+		}
+		if s.Partitions < 1 || s.Partitions > 1024 {
+			errs = append(errs, fmt.Errorf("%s.partitions: %d is outside 1..1024", at, s.Partitions))
+		}
+		if s.ChunkRows < 1 {
+			errs = append(errs, fmt.Errorf("%s.chunkRows: must be positive", at))
+		}
+		if s.SnapshotWorkers < 1 {
+			errs = append(errs, fmt.Errorf("%s.snapshotWorkers: must be positive", at))
+		}
+	}
+	tnames := map[string]bool{}
+	for i, t := range c.Targets {
+		at := fmt.Sprintf("targets[%d]", i)
+		if !nameRE.MatchString(t.Name) {
+			errs = append(errs, fmt.Errorf("%s.name: %q must be 1-64 letters, digits, '_' or '-'", at, t.Name))
+		}
+		if tnames[t.Name] {
+			errs = append(errs, fmt.Errorf("%s.name: %q is used twice", at, t.Name))
+		}
+		tnames[t.Name] = true
+		if t.Type == "" {
+			errs = append(errs, fmt.Errorf("%s.type: missing", at))
+		}
+		if t.DSN == "" {
+			errs = append(errs, fmt.Errorf("%s.dsn: missing", at))
+		}
+		if !names[t.From] {
+			errs = append(errs, fmt.Errorf("%s.from: %q names no source", at, t.From))
+		}
+		if t.BatchSize < 1 {
+			errs = append(errs, fmt.Errorf("%s.batchSize: must be positive", at))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Source returns the source called name.
+func (c *Config) Source(name string) (*Source, bool) {
+	for i := range c.Sources {
+		if c.Sources[i].Name == name {
+			return &c.Sources[i], true
+		}
+	}
+	return nil, false
+}
+
+// Target returns the target called name.
+func (c *Config) Target(name string) (*Target, bool) {
+	for i := range c.Targets {
+		if c.Targets[i].Name == name {
+			return &c.Targets[i], true
+		}
+	}
+	return nil, false
+}
+
+// Redact hides the password of a URL-style or key=value DSN, for messages.
+func Redact(dsn string) string {
+	if i := strings.Index(dsn, "://"); i >= 0 {
+		rest := dsn[i+3:]
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			userinfo := rest[:at]
+			if c := strings.Index(userinfo, ":"); c >= 0 {
+				userinfo = userinfo[:c] + ":xxxxx"
+			}
+			rest = userinfo + rest[at:]
+		}
+		dsn = dsn[:i+3] + rest
+	}
+	return passwordKV.ReplaceAllString(dsn, "${1}xxxxx")
+}
+
+var passwordKV = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|\S+)`)
