@@ -1,0 +1,323 @@
+package appliers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ferry-dev/ferry/config"
+	"github.com/ferry-dev/ferry/streams"
+	"github.com/ferry-dev/ferry/streams/pb"
+)
+
+// ErrPermanent marks an error that retrying cannot fix (a missing table or
+// column, a type the target cannot take); the runner stops on it.
+var ErrPermanent = errors.New("permanent")
+
+// Permanent wraps err so that the runner stops rather than retries.
+func Permanent(err error) error { return fmt.Errorf("%w: %w", ErrPermanent, err) }
+
+// Stats counts what a runner did; safe for concurrent reads.
+type Stats struct {
+	Applied      atomic.Int64 // events written
+	DeadLettered atomic.Int64 // events sent to the dead-letter stream
+	Batches      atomic.Int64
+}
+
+// Runner feeds one target from its source's stream: one durable pull
+// consumer per lane, each lane applied in stream order by its own goroutine.
+// Lanes are the unit several applier processes could share; one process runs
+// them all here.
+type Runner struct {
+	cfg    config.Target
+	conn   *streams.Conn
+	target Target
+	log    *slog.Logger
+	Stats  Stats
+
+	mu        sync.Mutex
+	consumers []jetstream.Consumer
+}
+
+// NewRunner prepares a runner; Run starts it.
+func NewRunner(cfg config.Target, conn *streams.Conn, target Target, log *slog.Logger) *Runner {
+	return &Runner{cfg: cfg, conn: conn, target: target, log: log.With("target", cfg.Name, "source", cfg.From)}
+}
+
+// Run applies events until ctx ends, then finishes the batch in hand and
+// returns nil. It returns an error when a lane hits a permanent error.
+func (r *Runner) Run(ctx context.Context) error {
+	parts, err := r.waitStream(ctx)
+	if err != nil || parts == 0 {
+		return err
+	}
+	if _, err := r.conn.EnsureDLQ(ctx); err != nil {
+		return err
+	}
+	cons := make([]jetstream.Consumer, parts)
+	for lane := range parts {
+		c, err := r.conn.EnsureLaneConsumer(ctx, r.cfg.From, r.cfg.Name, lane, r.cfg.BatchSize)
+		if err != nil {
+			return err
+		}
+		cons[lane] = c
+	}
+	r.mu.Lock()
+	r.consumers = cons
+	r.mu.Unlock()
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	for lane, c := range cons {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.runLane(ctx, Lane{Source: r.cfg.From, Partition: lane}, c); err != nil {
+				cancel(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// waitStream waits for the source's stream, which the producer creates.
+func (r *Runner) waitStream(ctx context.Context) (int, error) {
+	logged := false
+	for {
+		n, err := r.conn.SourcePartitions(ctx, r.cfg.From)
+		if err == nil {
+			return n, nil
+		}
+		if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return 0, err
+		}
+		if !logged {
+			r.log.Info("waiting for the source's stream to be created by its producer", "stream", streams.StreamName(r.cfg.From))
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return 0, nil
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (r *Runner) runLane(ctx context.Context, lane Lane, cons jetstream.Consumer) error {
+	log := r.log.With("lane", lane.Partition)
+	applied, err := retry(ctx, log, "reading the lane's applied sequence", func(ctx context.Context) (uint64, error) {
+		return r.target.Applied(ctx, lane)
+	})
+	if err != nil || ctx.Err() != nil {
+		return err
+	}
+	for ctx.Err() == nil {
+		batch, err := cons.Fetch(r.cfg.BatchSize, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			log.Warn("fetching from stream", "err", err)
+			sleepCtx(ctx, time.Second)
+			continue
+		}
+		var msgs []jetstream.Msg
+		for m := range batch.Messages() {
+			msgs = append(msgs, m)
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && len(msgs) == 0 && ctx.Err() == nil {
+			log.Warn("fetching from stream", "err", err)
+			sleepCtx(ctx, time.Second)
+			continue
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		// Finish the batch in hand even when asked to stop, so that what was
+		// fetched is applied and acknowledged once.
+		next, err := r.applyBatch(context.WithoutCancel(ctx), log, lane, msgs, applied)
+		if err != nil {
+			return err
+		}
+		applied = next
+	}
+	return nil
+}
+
+func (r *Runner) applyBatch(ctx context.Context, log *slog.Logger, lane Lane, msgs []jetstream.Msg, applied uint64) (uint64, error) {
+	var items []Item
+	last := applied
+	for _, m := range msgs {
+		md, err := m.Metadata()
+		if err != nil {
+			return applied, fmt.Errorf("reading message metadata: %w", err)
+		}
+		seq := md.Sequence.Stream
+		if seq <= applied {
+			continue // a redelivery of what the target already holds
+		}
+		b, err := streams.Decode(m.Data())
+		if err != nil {
+			return applied, Permanent(fmt.Errorf("message %d on %s: %w", seq, m.Subject(), err))
+		}
+		for _, e := range b.Events {
+			items = append(items, Item{Event: e, Seq: seq})
+		}
+		last = seq
+	}
+	if last > applied {
+		rejected, err := retry(ctx, log, "applying a batch", func(ctx context.Context) ([]Rejected, error) {
+			return r.target.Apply(ctx, lane, items, last)
+		})
+		if err != nil {
+			return applied, err
+		}
+		for _, rj := range rejected {
+			if err := r.deadLetter(ctx, rj); err != nil {
+				return applied, err
+			}
+		}
+		r.Stats.Applied.Add(int64(len(items) - len(rejected)))
+		r.Stats.DeadLettered.Add(int64(len(rejected)))
+		r.Stats.Batches.Add(1)
+	}
+	// AckAll: acknowledging the last message acknowledges the batch.
+	if err := msgs[len(msgs)-1].Ack(); err != nil {
+		log.Warn("acknowledging batch (it will be redelivered and skipped)", "err", err)
+	}
+	return last, nil
+}
+
+// deadLetter stores a rejected event with its reason; the batch is
+// acknowledged only after this is durable, so the row is never lost.
+func (r *Runner) deadLetter(ctx context.Context, rj Rejected) error {
+	e := rj.Item.Event
+	data, err := streams.Encode(e)
+	if err != nil {
+		return err
+	}
+	m := nats.NewMsg(streams.DLQSubject(r.cfg.Name, e.GetTable()))
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s:%d:%d:%s", r.cfg.Name, rj.Item.Seq, e.GetTxIndex(), keyText(e)))
+	m.Header.Set("Content-Type", streams.ContentType)
+	m.Header.Set("Ferry-Target", r.cfg.Name)
+	m.Header.Set("Ferry-Source", r.cfg.From)
+	m.Header.Set("Ferry-Table", e.GetTable())
+	m.Header.Set("Ferry-Key", keyText(e))
+	m.Header.Set("Ferry-Stream-Seq", strconv.FormatUint(rj.Item.Seq, 10))
+	m.Header.Set("Ferry-Reason", rj.Reason)
+	if _, err := r.conn.JS.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("writing dead letter for %s %s: %w", e.GetTable(), keyText(e), err)
+	}
+	r.log.Error("row rejected by target, sent to dead-letter stream "+streams.DLQStream,
+		"table", e.GetTable(), "key", keyText(e), "reason", rj.Reason)
+	return nil
+}
+
+// keyText renders an event's key as col=value pairs for messages.
+func keyText(e *pb.Event) string {
+	k := e.GetKey()
+	s := ""
+	for i, n := range k.GetNames() {
+		if i > 0 {
+			s += ","
+		}
+		s += n + "=" + ValueText(k.GetValues()[i])
+	}
+	return s
+}
+
+// ValueText is a short readable rendering of a value for messages.
+func ValueText(v *pb.Value) string {
+	b, err := protoText.Marshal(v)
+	if err != nil {
+		return "?"
+	}
+	return string(b)
+}
+
+var protoText = protoTextMarshaler{}
+
+type protoTextMarshaler struct{}
+
+func (protoTextMarshaler) Marshal(v *pb.Value) ([]byte, error) {
+	switch k := v.GetKind().(type) {
+	case *pb.Value_Int:
+		return strconv.AppendInt(nil, k.Int, 10), nil
+	case *pb.Value_Uint:
+		return strconv.AppendUint(nil, k.Uint, 10), nil
+	case *pb.Value_Text:
+		return []byte(strconv.Quote(k.Text)), nil
+	case *pb.Value_Decimal:
+		return []byte(k.Decimal), nil
+	case nil, *pb.Value_Null:
+		return []byte("NULL"), nil
+	}
+	b, err := proto.Marshal(v)
+	return []byte(fmt.Sprintf("%x", b)), err
+}
+
+// retry runs fn until it succeeds, fails permanently, or ctx ends, backing
+// off between attempts: a target or NATS that is briefly away must not stop
+// a migration.
+func retry[T any](ctx context.Context, log *slog.Logger, what string, fn func(context.Context) (T, error)) (T, error) {
+	wait := 200 * time.Millisecond
+	for {
+		v, err := fn(ctx)
+		if err == nil || errors.Is(err, ErrPermanent) {
+			return v, err
+		}
+		if ctx.Err() != nil {
+			return v, ctx.Err()
+		}
+		log.Warn(what+" failed; retrying", "err", err, "in", wait)
+		sleepCtx(ctx, wait)
+		wait = min(wait*2, 10*time.Second)
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// Pending reports how many messages of the source's stream this target has
+// not yet applied, summed over lanes (delivered-but-unacknowledged included).
+func (r *Runner) Pending(ctx context.Context) (uint64, error) {
+	r.mu.Lock()
+	cons := r.consumers
+	r.mu.Unlock()
+	if cons == nil {
+		return 0, errors.New("not started")
+	}
+	var n uint64
+	for _, c := range cons {
+		info, err := c.Info(ctx)
+		if err != nil {
+			return 0, err
+		}
+		n += info.NumPending + uint64(info.NumAckPending)
+	}
+	return n, nil
+}
+
+// Name is the target's name.
+func (r *Runner) Name() string { return r.cfg.Name }

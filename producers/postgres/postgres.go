@@ -1,0 +1,315 @@
+// Package postgres is the PostgreSQL source: a parallel, chunked snapshot
+// consistent with a logical replication slot, then the slot's pgoutput
+// change stream, published to the source's JetStream stream.
+package postgres
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ferry-dev/ferry/config"
+	"github.com/ferry-dev/ferry/internal/pgcodec"
+	"github.com/ferry-dev/ferry/producers"
+	"github.com/ferry-dev/ferry/streams"
+)
+
+func init() {
+	producers.Register("postgres", open)
+	producers.Register("postgresql", open)
+}
+
+type producer struct {
+	cfg    config.Source
+	env    producers.Env
+	log    *slog.Logger
+	pool   *pgxpool.Pool
+	tables map[string]*table
+	order  []string
+	// maxPayload is the largest message the NATS server takes.
+	maxPayload int
+}
+
+func poolConfig(cfg config.Source) (*pgxpool.Config, error) {
+	pc, err := pgxpool.ParseConfig(cfg.DSN)
+	if err != nil {
+		// pgx quotes the DSN in its error; say what is wrong without it.
+		return nil, fmt.Errorf("source %s: dsn %s is not a valid PostgreSQL connection string", cfg.Name, config.Redact(cfg.DSN))
+	}
+	for k, v := range pgcodec.SessionParams {
+		pc.ConnConfig.RuntimeParams[k] = v
+	}
+	pc.ConnConfig.RuntimeParams["application_name"] = "ferry"
+	pc.MaxConns = int32(cfg.SnapshotWorkers + 2)
+	return pc, nil
+}
+
+func open(ctx context.Context, cfg config.Source, env producers.Env) (producers.Producer, error) {
+	pc, err := poolConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("source %s: connecting to %s: %w", cfg.Name, config.Redact(cfg.DSN), err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := pool.Ping(cctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("source %s: cannot connect to PostgreSQL at %s: %w", cfg.Name, config.Redact(cfg.DSN), err)
+	}
+	return &producer{
+		cfg: cfg, env: env, pool: pool,
+		log:        env.Log.With("source", cfg.Name),
+		tables:     map[string]*table{},
+		maxPayload: int(env.Conn.NC.MaxPayload()),
+	}, nil
+}
+
+// Run is the producer's whole life: preflight, snapshot, change stream.
+func (p *producer) Run(ctx context.Context) error {
+	defer p.pool.Close()
+	if err := p.preflight(ctx); err != nil {
+		return err
+	}
+	names, err := resolveTables(ctx, p.pool, p.cfg.Tables, p.cfg.Publication)
+	if err != nil {
+		return fmt.Errorf("source %s: %w", p.cfg.Name, err)
+	}
+	for _, n := range names {
+		t, err := loadTable(ctx, p.pool, n)
+		if err != nil {
+			return fmt.Errorf("source %s: %w", p.cfg.Name, err)
+		}
+		p.tables[t.Name] = t
+		p.order = append(p.order, t.Name)
+	}
+	if _, err := p.env.Conn.EnsureSourceStream(ctx, p.cfg.Name, p.cfg.Partitions); err != nil {
+		return err
+	}
+	var snap streams.SnapshotState
+	if _, err := p.env.State.GetJSON(ctx, streams.SnapshotKey(p.cfg.Name), &snap); err != nil {
+		return err
+	}
+	needSnapshot := p.cfg.HasSnapshot() && !snap.Done
+
+	var repl *pgconn.PgConn
+	var start pglogrepl.LSN
+	if p.cfg.HasCDC() {
+		if err := p.ensurePublication(ctx); err != nil {
+			return err
+		}
+		repl, err = p.replConn(ctx)
+		if err != nil {
+			return err
+		}
+		defer repl.Close(context.Background())
+		start, err = p.ensureSlot(ctx, repl, needSnapshot, &snap)
+		if err != nil {
+			return err
+		}
+	}
+	if needSnapshot {
+		if !p.cfg.HasCDC() && snap.Name == "" {
+			// Without a slot, a plain exported snapshot keeps the chunks
+			// consistent with each other while this transaction stays open.
+			tx, name, err := p.exportSnapshot(ctx)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = tx.Rollback(context.Background()) }()
+			snap.Name = name
+		}
+		snap.Tables = p.order
+		if err := p.env.State.PutJSON(ctx, streams.SnapshotKey(p.cfg.Name), snap); err != nil {
+			return err
+		}
+		done, err := p.snapshot(ctx, snap.Name)
+		if err != nil || !done {
+			return err
+		}
+		snap.Done, snap.Name = true, ""
+		if err := p.env.State.PutJSON(ctx, streams.SnapshotKey(p.cfg.Name), snap); err != nil {
+			return err
+		}
+		p.log.Info("snapshot complete", "tables", len(p.order))
+	}
+	if !p.cfg.HasCDC() || ctx.Err() != nil {
+		return nil
+	}
+	return p.stream(ctx, repl, start)
+}
+
+// preflight checks what the source must allow, saying how to fix each.
+func (p *producer) preflight(ctx context.Context) error {
+	if !p.cfg.HasCDC() {
+		return nil
+	}
+	var walLevel string
+	if err := p.pool.QueryRow(ctx, `SHOW wal_level`).Scan(&walLevel); err != nil {
+		return fmt.Errorf("source %s: reading wal_level: %w", p.cfg.Name, err)
+	}
+	if walLevel != "logical" {
+		return fmt.Errorf("source %s: wal_level is %q but change capture (mode %s) needs logical replication: run ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL (or use mode: snapshot)",
+			p.cfg.Name, walLevel, p.cfg.Mode)
+	}
+	var ok bool
+	if err := p.pool.QueryRow(ctx, `SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user`).Scan(&ok); err != nil {
+		return fmt.Errorf("source %s: reading role privileges: %w", p.cfg.Name, err)
+	}
+	if !ok {
+		return fmt.Errorf("source %s: the connecting role lacks the REPLICATION privilege: run ALTER ROLE <user> WITH REPLICATION;", p.cfg.Name)
+	}
+	return nil
+}
+
+func (p *producer) ensurePublication(ctx context.Context) error {
+	var exists bool
+	if err := p.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, p.cfg.Publication).Scan(&exists); err != nil {
+		return fmt.Errorf("source %s: looking up publication %s: %w", p.cfg.Name, p.cfg.Publication, err)
+	}
+	idents := make([]string, 0, len(p.order))
+	for _, n := range p.order {
+		idents = append(idents, p.tables[n].Ident)
+	}
+	if !exists {
+		q := "CREATE PUBLICATION " + quoteIdent(p.cfg.Publication) + " FOR TABLE " + strings.Join(idents, ", ")
+		if _, err := p.pool.Exec(ctx, q); err != nil {
+			return fmt.Errorf("source %s: creating publication %s: %w", p.cfg.Name, p.cfg.Publication, err)
+		}
+		p.log.Info("created publication", "publication", p.cfg.Publication, "tables", len(idents))
+		return nil
+	}
+	rows, err := p.pool.Query(ctx, `SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1`, p.cfg.Publication)
+	if err != nil {
+		return fmt.Errorf("source %s: reading publication %s: %w", p.cfg.Name, p.cfg.Publication, err)
+	}
+	in, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("source %s: reading publication %s: %w", p.cfg.Name, p.cfg.Publication, err)
+	}
+	have := map[string]bool{}
+	for _, n := range in {
+		have[n] = true
+	}
+	for _, n := range p.order {
+		if have[n] {
+			continue
+		}
+		if _, err := p.pool.Exec(ctx, "ALTER PUBLICATION "+quoteIdent(p.cfg.Publication)+" ADD TABLE "+p.tables[n].Ident); err != nil {
+			return fmt.Errorf("source %s: adding %s to publication %s: %w", p.cfg.Name, n, p.cfg.Publication, err)
+		}
+		p.log.Info("added table to publication", "publication", p.cfg.Publication, "table", n)
+	}
+	return nil
+}
+
+// replConn opens a replication-protocol connection.
+func (p *producer) replConn(ctx context.Context) (*pgconn.PgConn, error) {
+	pc, err := pgconn.ParseConfig(p.cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("source %s: dsn %s is not a valid PostgreSQL connection string", p.cfg.Name, config.Redact(p.cfg.DSN))
+	}
+	for k, v := range pgcodec.SessionParams {
+		pc.RuntimeParams[k] = v
+	}
+	pc.RuntimeParams["replication"] = "database"
+	pc.RuntimeParams["application_name"] = "ferry"
+	conn, err := pgconn.ConnectConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("source %s: opening replication connection to %s: %w", p.cfg.Name, config.Redact(p.cfg.DSN), err)
+	}
+	return conn, nil
+}
+
+// ensureSlot creates the replication slot if absent and returns the LSN to
+// stream from. A new slot made while a snapshot is still needed exports its
+// snapshot, so that the snapshot and the stream meet exactly at the slot's
+// consistent point.
+func (p *producer) ensureSlot(ctx context.Context, repl *pgconn.PgConn, needSnapshot bool, snap *streams.SnapshotState) (pglogrepl.LSN, error) {
+	var plugin string
+	var confirmed *string
+	err := p.pool.QueryRow(ctx, `SELECT plugin, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, p.cfg.Slot).Scan(&plugin, &confirmed)
+	var pos streams.Position
+	havePos, perr := p.env.State.GetJSON(ctx, streams.PositionKey(p.cfg.Name), &pos)
+	if perr != nil {
+		return 0, perr
+	}
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		if havePos {
+			return 0, fmt.Errorf("source %s: replication slot %s is gone but ferry already streamed up to %s; changes since then cannot be recovered from the source. Recreate the pipeline (delete stream %s and the ferry KV bucket, empty the targets) to start over",
+				p.cfg.Name, p.cfg.Slot, pos.Text, streams.StreamName(p.cfg.Name))
+		}
+		action := "NOEXPORT_SNAPSHOT"
+		if needSnapshot {
+			action = "EXPORT_SNAPSHOT"
+		}
+		res, err := pglogrepl.CreateReplicationSlot(ctx, repl, p.cfg.Slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{SnapshotAction: action})
+		if err != nil {
+			return 0, fmt.Errorf("source %s: creating replication slot %s: %w", p.cfg.Name, p.cfg.Slot, err)
+		}
+		lsn, err := pglogrepl.ParseLSN(res.ConsistentPoint)
+		if err != nil {
+			return 0, fmt.Errorf("source %s: slot consistent point %q: %w", p.cfg.Name, res.ConsistentPoint, err)
+		}
+		snap.Consistent, snap.Name = res.ConsistentPoint, res.SnapshotName
+		p.log.Info("created replication slot", "slot", p.cfg.Slot, "consistentPoint", res.ConsistentPoint)
+		return lsn, nil
+	case err != nil:
+		return 0, fmt.Errorf("source %s: looking up replication slot %s: %w", p.cfg.Name, p.cfg.Slot, err)
+	}
+	if plugin != "pgoutput" {
+		return 0, fmt.Errorf("source %s: replication slot %s uses plugin %s; ferry needs pgoutput: drop it (SELECT pg_drop_replication_slot('%s')) or set another slot name",
+			p.cfg.Name, p.cfg.Slot, plugin, p.cfg.Slot)
+	}
+	// An existing slot's exported snapshot is long gone; chunks still to read
+	// are read at a fresh snapshot and the stream from the slot brings them
+	// up to date.
+	snap.Name = ""
+	var start pglogrepl.LSN
+	if confirmed != nil {
+		start, _ = pglogrepl.ParseLSN(*confirmed)
+	}
+	if havePos && len(pos.Pos) >= 8 {
+		if l := pglogrepl.LSN(binary.BigEndian.Uint64(pos.Pos)); l > start {
+			start = l
+		}
+	}
+	return start, nil
+}
+
+// exportSnapshot opens a repeatable-read transaction and exports its
+// snapshot for the chunk readers.
+func (p *producer) exportSnapshot(ctx context.Context) (pgx.Tx, string, error) {
+	tx, err := p.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, "", fmt.Errorf("source %s: starting snapshot transaction: %w", p.cfg.Name, err)
+	}
+	var name string
+	if err := tx.QueryRow(ctx, `SELECT pg_export_snapshot()`).Scan(&name); err != nil {
+		_ = tx.Rollback(ctx)
+		return nil, "", fmt.Errorf("source %s: exporting snapshot: %w", p.cfg.Name, err)
+	}
+	return tx, name, nil
+}
+
+// CurrentPosition is the source's WAL insert position now: every change
+// committed before it is at or below it.
+func (p *producer) CurrentPosition(ctx context.Context) (streams.Position, error) {
+	return CurrentPosition(ctx, p.pool)
+}
+
+// Close releases the source connections of a producer that was opened but
+// not run (Run closes them itself).
+func (p *producer) Close() { p.pool.Close() }

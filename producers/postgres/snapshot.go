@@ -1,0 +1,433 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ferry-dev/ferry/internal/pgcodec"
+	"github.com/ferry-dev/ferry/streams"
+	"github.com/ferry-dev/ferry/streams/pb"
+)
+
+// plan is a table's split into primary-key chunks. Bounds are the key values
+// in PostgreSQL text form; chunk i holds keys in (Bounds[i-1], Bounds[i]],
+// the first chunk has no lower bound and the last no upper bound, so every
+// row, also one inserted after planning, falls into exactly one chunk.
+type plan struct {
+	Bounds   [][]string `json:"bounds"`
+	EstRows  int64      `json:"estRows"`
+	Enqueued bool       `json:"enqueued"`
+}
+
+func (pl *plan) chunks() int { return len(pl.Bounds) + 1 }
+
+// workItem is one chunk to read, as queued on the work stream.
+type workItem struct {
+	Table string `json:"table"`
+	Chunk int    `json:"chunk"`
+}
+
+// snapshot reads every table in chunks and publishes the rows. Chunks are
+// queued on the source's work-queue stream, so any producer process of this
+// source can take them and a chunk whose reader died is handed out again;
+// finished chunks are recorded in KV only after JetStream acknowledged all
+// their rows. It reports done=false when ctx ended first.
+func (p *producer) snapshot(ctx context.Context, snapName string) (bool, error) {
+	ws, err := p.env.Conn.EnsureWorkStream(ctx, p.cfg.Name)
+	if err != nil {
+		return false, err
+	}
+	plans := map[string]*plan{}
+	for _, name := range p.order {
+		pl, err := p.ensurePlan(ctx, p.tables[name])
+		if err != nil {
+			return false, err
+		}
+		plans[name] = pl
+	}
+	cons, err := ws.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       "readers",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxAckPending: p.cfg.SnapshotWorkers * 4,
+	})
+	if err != nil {
+		return false, fmt.Errorf("source %s: creating snapshot work consumer: %w", p.cfg.Name, err)
+	}
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+		rows     atomic.Int64
+	)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	snapGone := &atomic.Bool{}
+	for range p.cfg.SnapshotWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.snapshotWorker(wctx, ws, cons, plans, snapName, snapGone, &rows); err != nil {
+				errOnce.Do(func() { firstErr = err; cancel() })
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return false, firstErr
+	}
+	if ctx.Err() != nil {
+		return false, nil
+	}
+	// Every queued chunk was acknowledged; confirm against KV before
+	// declaring the snapshot done.
+	for name, pl := range plans {
+		keys, err := p.env.State.Keys(ctx, streams.ChunkPrefix(p.cfg.Name, name))
+		if err != nil {
+			return false, err
+		}
+		if len(keys) < pl.chunks() {
+			return false, fmt.Errorf("source %s: snapshot of %s has %d of %d chunks recorded after the work queue drained", p.cfg.Name, name, len(keys), pl.chunks())
+		}
+	}
+	p.log.Info("snapshot rows published", "rows", rows.Load())
+	return true, nil
+}
+
+// ensurePlan makes (or reloads) a table's chunk plan and queues its chunks.
+// The plan is saved before queueing, so a crash in between re-queues the
+// same chunks; their message ids make JetStream drop the repeats.
+func (p *producer) ensurePlan(ctx context.Context, t *table) (*plan, error) {
+	key := streams.PlanKey(p.cfg.Name, t.Name)
+	var pl plan
+	found, err := p.env.State.GetJSON(ctx, key, &pl)
+	if err != nil {
+		return nil, err
+	}
+	if found && pl.Enqueued {
+		return &pl, nil
+	}
+	if !found {
+		bounds, err := p.chunkBounds(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		pl = plan{Bounds: bounds, EstRows: t.EstRows}
+		if err := p.env.State.PutJSON(ctx, key, pl); err != nil {
+			return nil, err
+		}
+	}
+	for i := range pl.chunks() {
+		data, _ := json.Marshal(workItem{Table: t.Name, Chunk: i})
+		id := fmt.Sprintf("%s:chunk:%s:%d", p.cfg.Name, t.Name, i)
+		if _, err := p.env.Conn.JS.Publish(ctx, streams.WorkSubject(p.cfg.Name, t.Name), data, jetstream.WithMsgID(id)); err != nil {
+			return nil, fmt.Errorf("source %s: queueing chunk %d of %s: %w", p.cfg.Name, i, t.Name, err)
+		}
+	}
+	pl.Enqueued = true
+	if err := p.env.State.PutJSON(ctx, key, pl); err != nil {
+		return nil, err
+	}
+	p.log.Info("planned snapshot", "table", t.Name, "chunks", pl.chunks(), "estRows", pl.EstRows)
+	return &pl, nil
+}
+
+// chunkBounds walks the primary-key index, taking every ChunkRows-th key as
+// a chunk's upper bound. It works for any key type and composite keys.
+func (p *producer) chunkBounds(ctx context.Context, t *table) ([][]string, error) {
+	keyList := p.keyList(t, "")
+	sel := make([]string, len(t.Key))
+	for i, k := range t.Key {
+		sel[i] = quoteIdent(t.Columns[k].Name) + "::text"
+	}
+	var bounds [][]string
+	var last []string
+	for {
+		q := "SELECT " + strings.Join(sel, ", ") + " FROM " + t.Ident
+		var args []any
+		if last != nil {
+			q += " WHERE (" + keyList + ") > (" + p.keyParams(t, 1) + ")"
+			for _, v := range last {
+				args = append(args, v)
+			}
+		}
+		q += fmt.Sprintf(" ORDER BY %s OFFSET %d LIMIT 1", keyList, p.cfg.ChunkRows-1)
+		vals := make([]string, len(t.Key))
+		dest := make([]any, len(vals))
+		for i := range vals {
+			dest[i] = &vals[i]
+		}
+		err := p.pool.QueryRow(ctx, q, args...).Scan(dest...)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return bounds, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("source %s: planning chunks of %s: %w", p.cfg.Name, t.Name, err)
+		}
+		bounds = append(bounds, vals)
+		last = vals
+	}
+}
+
+func (p *producer) keyList(t *table, prefix string) string {
+	parts := make([]string, len(t.Key))
+	for i, k := range t.Key {
+		parts[i] = prefix + quoteIdent(t.Columns[k].Name)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// keyParams renders "$n::text::<type>, ..." for the key columns: bounds
+// travel as text and are cast to the column types.
+func (p *producer) keyParams(t *table, first int) string {
+	parts := make([]string, len(t.Key))
+	for i, k := range t.Key {
+		parts[i] = fmt.Sprintf("$%d::text::%s", first+i, t.Columns[k].Type.Name)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (p *producer) snapshotWorker(ctx context.Context, ws jetstream.Stream, cons jetstream.Consumer, plans map[string]*plan, snapName string, snapGone *atomic.Bool, rows *atomic.Int64) error {
+	for ctx.Err() == nil {
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(500*time.Millisecond))
+		if err != nil {
+			return fmt.Errorf("source %s: fetching snapshot work: %w", p.cfg.Name, err)
+		}
+		var msg jetstream.Msg
+		for m := range batch.Messages() {
+			msg = m
+		}
+		if msg == nil {
+			info, err := ws.Info(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("source %s: reading snapshot work queue: %w", p.cfg.Name, err)
+			}
+			if info.State.Msgs == 0 {
+				return nil // every chunk is done (acknowledged items leave the queue)
+			}
+			continue
+		}
+		var w workItem
+		if err := json.Unmarshal(msg.Data(), &w); err != nil {
+			return fmt.Errorf("source %s: bad snapshot work item %q: %w", p.cfg.Name, msg.Data(), err)
+		}
+		t, pl := p.tables[w.Table], plans[w.Table]
+		if t == nil || pl == nil || w.Chunk >= pl.chunks() {
+			// A chunk of a table no longer configured: not ours to read.
+			p.log.Warn("dropping snapshot work item for a table not in this run", "table", w.Table, "chunk", w.Chunk)
+			_ = msg.Ack()
+			continue
+		}
+		var done struct{}
+		found, err := p.env.State.GetJSON(ctx, streams.ChunkKey(p.cfg.Name, w.Table, w.Chunk), &done)
+		if err != nil {
+			return err
+		}
+		if !found {
+			// A chunk in hand is finished even if asked to stop: it is
+			// short, and stopping halfway would only mean reading it again.
+			n, err := p.readChunk(context.WithoutCancel(ctx), t, pl, w.Chunk, snapName, snapGone, msg)
+			if err != nil {
+				_ = msg.Nak()
+				return err
+			}
+			rows.Add(n)
+			if err := p.env.State.PutJSON(ctx, streams.ChunkKey(p.cfg.Name, w.Table, w.Chunk), map[string]int64{"rows": n}); err != nil {
+				return err
+			}
+		}
+		if err := msg.DoubleAck(ctx); err != nil && ctx.Err() == nil {
+			p.log.Warn("acknowledging snapshot work item", "err", err)
+		}
+	}
+	return nil
+}
+
+// readChunk reads one chunk in a repeatable-read transaction (importing the
+// exported snapshot while it lives) and publishes its rows, grouped by lane,
+// then waits until JetStream acknowledged every message.
+func (p *producer) readChunk(ctx context.Context, t *table, pl *plan, chunk int, snapName string, snapGone *atomic.Bool, work jetstream.Msg) (int64, error) {
+	tx, err := p.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return 0, fmt.Errorf("source %s: starting chunk transaction: %w", p.cfg.Name, err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	if snapName != "" && !snapGone.Load() {
+		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+snapName+"'"); err != nil {
+			// The exporting session ended (a restart): read at a fresh
+			// snapshot; the change stream from the slot's consistent point
+			// brings these rows up to date.
+			snapGone.Store(true)
+			p.log.Info("exported snapshot no longer available; reading remaining chunks at a fresh snapshot", "err", err)
+			_ = tx.Rollback(ctx)
+			if tx, err = p.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}); err != nil {
+				return 0, fmt.Errorf("source %s: starting chunk transaction: %w", p.cfg.Name, err)
+			}
+		}
+	}
+	cols := make([]string, len(t.Columns))
+	for i, c := range t.Columns {
+		cols[i] = quoteIdent(c.Name)
+	}
+	q := "SELECT " + strings.Join(cols, ", ") + " FROM " + t.Ident
+	var where []string
+	var args []any
+	if chunk > 0 {
+		where = append(where, "("+p.keyList(t, "")+") > ("+p.keyParams(t, 1)+")")
+		for _, v := range pl.Bounds[chunk-1] {
+			args = append(args, v)
+		}
+	}
+	if chunk < len(pl.Bounds) {
+		where = append(where, "("+p.keyList(t, "")+") <= ("+p.keyParams(t, len(args)+1)+")")
+		for _, v := range pl.Bounds[chunk] {
+			args = append(args, v)
+		}
+	}
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	rows, err := tx.Query(ctx, q, append([]any{pgx.QueryResultFormats{pgx.TextFormatCode}}, args...)...)
+	if err != nil {
+		return 0, fmt.Errorf("source %s: reading chunk %d of %s: %w", p.cfg.Name, chunk, t.Name, err)
+	}
+	defer rows.Close()
+
+	lanes := make([]laneBuf, p.cfg.Partitions)
+	var futs []jetstream.PubAckFuture
+	var n int64
+	lastProgress := time.Now()
+	flush := func(lane int) error {
+		lb := &lanes[lane]
+		if len(lb.events) == 0 {
+			return nil
+		}
+		data, err := streams.Encode(lb.events...)
+		if err != nil {
+			return err
+		}
+		id := fmt.Sprintf("%s:snap:%s:%d:%d:%d", p.cfg.Name, t.Name, chunk, lane, lb.part)
+		f, err := p.env.Conn.PublishAsync(streams.EventSubject(p.cfg.Name, t.Name, lane), id, data)
+		if err != nil {
+			return err
+		}
+		futs = append(futs, f)
+		lb.events, lb.size = lb.events[:0:0], 0
+		lb.part++
+		return nil
+	}
+	limit := min(p.maxPayload/2, 512<<10)
+	for rows.Next() {
+		ev, err := p.rowEvent(t, pb.Op_OP_READ, rows.RawValues())
+		if err != nil {
+			return 0, err
+		}
+		size := proto.Size(ev)
+		if size+64 > p.maxPayload {
+			return 0, fmt.Errorf("source %s: row %s (%s) is %d bytes encoded, above the NATS server's max_payload of %d; raise max_payload (nats.maxPayload for the embedded server)",
+				p.cfg.Name, t.Name, keyString(ev.Key), size, p.maxPayload)
+		}
+		lane := streams.Lane(ev.Key, p.cfg.Partitions)
+		lb := &lanes[lane]
+		if lb.size+size > limit {
+			if err := flush(lane); err != nil {
+				return 0, err
+			}
+		}
+		lb.events = append(lb.events, ev)
+		lb.size += size
+		n++
+		if len(lb.events) >= 2000 {
+			if err := flush(lane); err != nil {
+				return 0, err
+			}
+		}
+		if time.Since(lastProgress) > 5*time.Second {
+			_ = work.InProgress() // a long chunk is still being worked on
+			lastProgress = time.Now()
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("source %s: reading chunk %d of %s: %w", p.cfg.Name, chunk, t.Name, err)
+	}
+	for lane := range lanes {
+		if err := flush(lane); err != nil {
+			return 0, err
+		}
+	}
+	if err := streams.WaitAcks(ctx, futs); err != nil {
+		return 0, fmt.Errorf("source %s: chunk %d of %s: %w", p.cfg.Name, chunk, t.Name, err)
+	}
+	return n, nil
+}
+
+type laneBuf struct {
+	events []*pb.Event
+	size   int
+	part   int
+}
+
+// rowEvent builds an event from a row in text form (nil = NULL), columns in
+// table order.
+func (p *producer) rowEvent(t *table, op pb.Op, raw [][]byte) (*pb.Event, error) {
+	after := &pb.Row{
+		Names:  make([]string, len(t.Columns)),
+		Types:  make([]string, len(t.Columns)),
+		Values: make([]*pb.Value, len(t.Columns)),
+	}
+	for i, c := range t.Columns {
+		after.Names[i] = c.Name
+		after.Types[i] = c.Type.Name
+		after.Values[i] = p.decode(t.Name, c.Name, c.Type, raw[i])
+	}
+	key := &pb.Row{Names: t.keyNames(), Values: make([]*pb.Value, len(t.Key))}
+	for i, k := range t.Key {
+		key.Values[i] = after.Values[k]
+	}
+	return &pb.Event{Source: p.cfg.Name, Table: t.Name, Op: op, Key: key, After: after}, nil
+}
+
+// decode converts one text value. A form the codec does not know travels as
+// the source's own text, which PostgreSQL reads back unchanged, so nothing is
+// lost; it is logged once per column.
+func (p *producer) decode(table, col string, typ *pgcodec.Type, raw []byte) *pb.Value {
+	v, err := pgcodec.Decode(typ, raw)
+	if err == nil {
+		return v
+	}
+	key := table + "." + col
+	if _, seen := warned.LoadOrStore(key, true); !seen {
+		p.log.Warn("value kept in PostgreSQL text form", "column", key, "type", typ.Name, "err", err)
+	}
+	return &pb.Value{Kind: &pb.Value_Native{Native: string(raw)}}
+}
+
+var warned sync.Map
+
+func keyString(k *pb.Row) string {
+	var b strings.Builder
+	for i, n := range k.GetNames() {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		t, null, err := pgcodec.Encode(k.Values[i])
+		if null || err != nil {
+			t = "?"
+		}
+		b.WriteString(n + "=" + t)
+	}
+	return b.String()
+}

@@ -1,0 +1,110 @@
+package streams
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// PublishAsync sends one event message with its deterministic id, without
+// waiting for the acknowledgement. JetStream drops a message whose id it has
+// seen inside the duplicate window, so a producer that publishes the same
+// position twice after a crash stores it once.
+func (c *Conn) PublishAsync(subject, msgID string, data []byte) (jetstream.PubAckFuture, error) {
+	m := nats.NewMsg(subject)
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, msgID)
+	m.Header.Set("Content-Type", ContentType)
+	f, err := c.JS.PublishMsgAsync(m)
+	if err != nil {
+		return nil, fmt.Errorf("publishing to %s: %w", subject, err)
+	}
+	return f, nil
+}
+
+// WaitAcks waits for every future; the first failure is returned.
+func WaitAcks(ctx context.Context, futs []jetstream.PubAckFuture) error {
+	for _, f := range futs {
+		if err := waitAck(ctx, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func waitAck(ctx context.Context, f jetstream.PubAckFuture) error {
+	select {
+	case <-f.Ok():
+		return nil
+	case err := <-f.Err():
+		return fmt.Errorf("JetStream did not store %s: %w", f.Msg().Subject, err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Checkpointer runs a callback for each checkpoint once every message
+// published before that checkpoint was acknowledged. Producers use it to save
+// a source position only when everything up to it is durable.
+type Checkpointer struct {
+	ch   chan ckEntry
+	done chan struct{}
+	mu   sync.Mutex
+	err  error
+}
+
+type ckEntry struct {
+	fut jetstream.PubAckFuture
+	fn  func() error
+}
+
+// NewCheckpointer starts the waiter; depth bounds what may be outstanding.
+func NewCheckpointer(ctx context.Context, depth int) *Checkpointer {
+	c := &Checkpointer{ch: make(chan ckEntry, depth), done: make(chan struct{})}
+	go c.run(ctx)
+	return c
+}
+
+func (c *Checkpointer) run(ctx context.Context) {
+	defer close(c.done)
+	for e := range c.ch {
+		if c.Err() != nil {
+			continue // drain after a failure; nothing later may be checkpointed
+		}
+		var err error
+		if e.fut != nil {
+			err = waitAck(ctx, e.fut)
+		} else {
+			err = e.fn()
+		}
+		if err != nil {
+			c.mu.Lock()
+			c.err = err
+			c.mu.Unlock()
+		}
+	}
+}
+
+// Add registers a published message.
+func (c *Checkpointer) Add(f jetstream.PubAckFuture) { c.ch <- ckEntry{fut: f} }
+
+// Mark registers fn to run after everything added so far is acknowledged.
+func (c *Checkpointer) Mark(fn func() error) { c.ch <- ckEntry{fn: fn} }
+
+// Err returns the first failure (an unacknowledged publish or a failed
+// checkpoint); after one, no later checkpoint runs.
+func (c *Checkpointer) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Close waits for outstanding entries and returns Err.
+func (c *Checkpointer) Close() error {
+	close(c.ch)
+	<-c.done
+	return c.Err()
+}
