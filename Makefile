@@ -1,0 +1,36 @@
+# ferry — common tasks. `make test` is what CI runs (via .ci/run).
+GO ?= go
+# Extra flags for go test, e.g. make test GOTESTFLAGS='-run Postgres -v'.
+GOTESTFLAGS ?=
+
+.PHONY: build test vet lint demo bench tidy
+
+build:
+	$(GO) build -o bin/ferry ./cmd/ferry
+
+vet:
+	$(GO) vet ./...
+
+# Packages run in parallel up to GOMAXPROCS (2 on CI machines), which also
+# bounds how many private PostgreSQL/NATS servers the e2e tests run at once.
+# The timeout is above the ~20-minute budget so a hang fails with stack traces
+# instead of being killed by CI.
+test: vet
+	$(GO) test -count=1 -timeout 25m $(GOTESTFLAGS) ./...
+
+# gofmt check: lists badly formatted files and fails if there are any.
+lint:
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.demo/*' -not -path './.git/*')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# A whole migration on this machine: two private PostgreSQL servers, ferry
+# in between, and a row-by-row comparison. See deploy/demo.sh.
+demo:
+	bash deploy/demo.sh
+
+# Benchmarks only (-run '^$' skips the tests).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+tidy:
+	$(GO) mod tidy

@@ -1,0 +1,104 @@
+// Command ferry moves a live database into another through a durable
+// JetStream event log: a snapshot, then the change stream until cut-over.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferry-dev/ferry/config"
+
+	// Connectors register themselves.
+	_ "github.com/ferry-dev/ferry/appliers/postgres"
+	_ "github.com/ferry-dev/ferry/producers/postgres"
+)
+
+// Set by the build (-ldflags "-X main.version=...").
+var version = "dev"
+
+// exitError carries a process exit code: 1 failure, 2 bad usage or config.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageErr(err error) error { return &exitError{code: 2, err: err} }
+
+func main() {
+	root := &cobra.Command{
+		Use:           "ferry",
+		Short:         "Move a live database into another without losing a row",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
+	root.AddCommand(migrateCmd(), produceCmd(), applyCmd(), statusCmd(), versionCmd())
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return
+	}
+	code := 1
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	} else if errors.Is(err, config.ErrInvalid) || strings.HasPrefix(err.Error(), "unknown command") ||
+		strings.HasPrefix(err.Error(), "required flag") || strings.Contains(err.Error(), "accepts ") {
+		code = 2
+	}
+	fmt.Fprintln(os.Stderr, "ferry:", err)
+	os.Exit(code)
+}
+
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print ferry's version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), "ferry", version)
+		},
+	}
+}
+
+// loadConfig reads the config file named by --config.
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return nil, usageErr(errors.New("--config is required"))
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	return cfg, nil
+}
+
+func newLogger(c config.Log) *slog.Logger {
+	level := slog.LevelInfo
+	switch strings.ToLower(c.Level) {
+	case "debug":
+		level = slog.LevelDebug
+	case "warn", "warning":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if strings.EqualFold(c.Format, "json") {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

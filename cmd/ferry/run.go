@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferry-dev/ferry/appliers"
+	"github.com/ferry-dev/ferry/config"
+	"github.com/ferry-dev/ferry/producers"
+	"github.com/ferry-dev/ferry/streams"
+)
+
+func migrateCmd() *cobra.Command {
+	var cfgPath string
+	cmd := &cobra.Command{
+		Use:   "migrate --config F",
+		Short: "Run every source's producer and every target's applier in this process",
+		Long: `Runs the whole pipeline in one process. A pipeline whose sources are all
+snapshot-only exits 0 once every row is applied to every target; otherwise it
+streams changes until SIGINT/SIGTERM, then finishes in-flight work, records its
+positions and exits 0.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cfgPath)
+			if err != nil {
+				return err
+			}
+			return run(cmd.Context(), cfg, cfg.Sources, cfg.Targets, true)
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "", "config file (YAML)")
+	return cmd
+}
+
+func produceCmd() *cobra.Command {
+	var cfgPath string
+	var names []string
+	cmd := &cobra.Command{
+		Use:   "produce --config F [--source NAME]",
+		Short: "Run source producers only (all, or the named ones)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cfgPath)
+			if err != nil {
+				return err
+			}
+			var srcs []config.Source
+			if len(names) == 0 {
+				srcs = cfg.Sources
+			}
+			for _, n := range names {
+				s, ok := cfg.Source(n)
+				if !ok {
+					return usageErr(fmt.Errorf("--source %s: no such source in %s", n, cfgPath))
+				}
+				srcs = append(srcs, *s)
+			}
+			return run(cmd.Context(), cfg, srcs, nil, false)
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "", "config file (YAML)")
+	cmd.Flags().StringSliceVar(&names, "source", nil, "source name (repeatable)")
+	return cmd
+}
+
+func applyCmd() *cobra.Command {
+	var cfgPath string
+	var names []string
+	cmd := &cobra.Command{
+		Use:   "apply --config F [--target NAME]",
+		Short: "Run target appliers only (all, or the named ones) as a service",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cfgPath)
+			if err != nil {
+				return err
+			}
+			var tgts []config.Target
+			if len(names) == 0 {
+				tgts = cfg.Targets
+			}
+			for _, n := range names {
+				t, ok := cfg.Target(n)
+				if !ok {
+					return usageErr(fmt.Errorf("--target %s: no such target in %s", n, cfgPath))
+				}
+				tgts = append(tgts, *t)
+			}
+			return run(cmd.Context(), cfg, nil, tgts, false)
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "", "config file (YAML)")
+	cmd.Flags().StringSliceVar(&names, "target", nil, "target name (repeatable)")
+	return cmd
+}
+
+// run runs producers and appliers until they finish or ctx ends. With
+// untilApplied (migrate), a pipeline with only snapshot sources ends once
+// every target has applied everything.
+func run(ctx context.Context, cfg *config.Config, srcs []config.Source, tgts []config.Target, untilApplied bool) error {
+	log := newLogger(cfg.Log)
+	conn, err := streams.Connect(ctx, cfg.NATS, log)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	state, err := conn.State(ctx)
+	if err != nil {
+		return err
+	}
+
+	// Producers stop on ctx (a signal); appliers on their own context, so
+	// that after the producers are done they can still drain.
+	applyCtx, stopApply := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopApply()
+	go func() {
+		<-ctx.Done()
+		stopApply()
+	}()
+
+	var (
+		mu       sync.Mutex
+		failures []error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		failures = append(failures, err)
+		mu.Unlock()
+		stopApply()
+	}
+	prodCtx, stopProd := context.WithCancel(ctx)
+	defer stopProd()
+
+	var prodWG, applyWG sync.WaitGroup
+	for _, s := range srcs {
+		p, err := producers.Open(prodCtx, s, producers.Env{Conn: conn, State: state, Log: log})
+		if err != nil {
+			return err
+		}
+		prodWG.Add(1)
+		go func() {
+			defer prodWG.Done()
+			if err := p.Run(prodCtx); err != nil {
+				fail(err)
+				stopProd()
+			}
+		}()
+	}
+	var runners []*appliers.Runner
+	for _, t := range tgts {
+		tg, err := appliers.Open(applyCtx, t, log)
+		if err != nil {
+			stopProd()
+			prodWG.Wait()
+			return err
+		}
+		defer tg.Close()
+		r := appliers.NewRunner(t, conn, tg, log)
+		runners = append(runners, r)
+		applyWG.Add(1)
+		go func() {
+			defer applyWG.Done()
+			if err := r.Run(applyCtx); err != nil {
+				fail(err)
+				stopProd()
+			}
+		}()
+	}
+
+	snapshotOnly := len(srcs) > 0
+	for _, s := range srcs {
+		if s.HasCDC() {
+			snapshotOnly = false
+		}
+	}
+	prodDone := make(chan struct{})
+	go func() { prodWG.Wait(); close(prodDone) }()
+	progress := time.NewTicker(10 * time.Second)
+	defer progress.Stop()
+
+	finished := false
+	for !finished {
+		select {
+		case <-prodDone:
+			if ctx.Err() != nil || failed(&mu, failures) {
+				finished = true
+				break
+			}
+			if !untilApplied || !snapshotOnly {
+				if len(runners) == 0 {
+					finished = true
+				}
+				prodDone = nil // keep applying until a signal
+				break
+			}
+			if err := waitApplied(applyCtx, runners); err == nil {
+				finished = true
+			}
+		case <-applyCtx.Done():
+			finished = true
+		case <-progress.C:
+			logProgress(log, runners)
+		}
+	}
+	stopProd()
+	prodWG.Wait()
+	stopApply()
+	applyWG.Wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	var dead int64
+	for _, r := range runners {
+		dead += r.Stats.DeadLettered.Load()
+	}
+	summary(log, srcs, runners)
+	if len(failures) > 0 {
+		return errors.Join(failures...)
+	}
+	if dead > 0 {
+		return fmt.Errorf("%d rows were rejected by their targets and are in the dead-letter stream %s (see the log for each key and reason)", dead, streams.DLQStream)
+	}
+	return nil
+}
+
+func failed(mu *sync.Mutex, f []error) bool {
+	mu.Lock()
+	defer mu.Unlock()
+	return len(f) > 0
+}
+
+// waitApplied waits until no target has anything left to apply.
+func waitApplied(ctx context.Context, runners []*appliers.Runner) error {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		all := true
+		for _, r := range runners {
+			n, err := r.Pending(ctx)
+			if err != nil || n > 0 {
+				all = false
+				break
+			}
+		}
+		if all {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func logProgress(log *slog.Logger, runners []*appliers.Runner) {
+	for _, r := range runners {
+		pending, _ := r.Pending(context.Background())
+		log.Info("progress", "target", r.Name(), "applied", r.Stats.Applied.Load(), "pending", pending, "deadLettered", r.Stats.DeadLettered.Load())
+	}
+}
+
+func summary(log *slog.Logger, srcs []config.Source, runners []*appliers.Runner) {
+	for _, r := range runners {
+		log.Info("applied", "target", r.Name(), "events", r.Stats.Applied.Load(), "batches", r.Stats.Batches.Load(), "deadLettered", r.Stats.DeadLettered.Load())
+	}
+	_ = srcs
+}
