@@ -335,4 +335,4 @@ func Redact(dsn string) string {
 	return passwordKV.ReplaceAllString(dsn, "${1}xxxxx")
 }
 
-var passwordKV = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|\S+)`)
+var passwordKV = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|[^\s&]+)`)

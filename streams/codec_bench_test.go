@@ -30,13 +30,11 @@ import (
 	"github.com/ferry-dev/ferry/streams/pb"
 )
 
-// ordersUpdate is one CDC update of an orders row, as pgoutput would deliver
-// it with REPLICA IDENTITY DEFAULT: the full new row, the old key only.
+// ordersUpdate is one CDC update of an orders row: the full new row and a
+// before-image holding the old key only (what pgoutput sends under REPLICA
+// IDENTITY DEFAULT), shaped as the PostgreSQL source builds them.
 func ordersUpdate() *pb.Event {
 	const id = 90412345
-	key := func() *pb.Row {
-		return &pb.Row{Names: []string{"id"}, Types: []string{"int8"}, Values: []*pb.Value{valInt(id)}}
-	}
 	// About 200 bytes of jsonb, as PostgreSQL prints it (", " and ": ").
 	attrs := `{"gift": false, "items": [{"qty": 2, "sku": "KB-2041", "unit_price": "349.5000"}, ` +
 		`{"qty": 1, "sku": "MS-0117", "unit_price": "550.9900"}], "coupon": "SPRING25", "channel": "web", "shipping": "express"}`
@@ -44,7 +42,7 @@ func ordersUpdate() *pb.Event {
 		Source: "shop",
 		Table:  "public.orders",
 		Op:     pb.Op_OP_UPDATE,
-		Key:    key(),
+		Key:    &pb.Row{Names: []string{"id"}, Values: []*pb.Value{valInt(id)}},
 		After: &pb.Row{
 			Names: []string{"id", "status", "total", "updated_at", "attrs"},
 			Types: []string{"int8", "text", "numeric(18,4)", "timestamptz", "jsonb"},
@@ -56,10 +54,11 @@ func ordersUpdate() *pb.Event {
 				{Kind: &pb.Value_Json{Json: attrs}},
 			},
 		},
-		Before: key(),
-		// 12 bytes: commit LSN and the event's LSN's low word, big-endian.
-		Position:     []byte{0, 0, 0, 0x02, 0x5a, 0x3f, 0x1c, 0x28, 0x5a, 0x3f, 0x1b, 0x90},
-		PositionText: "2/5A3F1C28",
+		Before: &pb.Row{Names: []string{"id"}, Types: []string{"int8"}, Values: []*pb.Value{valInt(id)}},
+		// 12 bytes, as the PostgreSQL source writes them: the commit LSN and
+		// the event's index in its transaction, big-endian.
+		Position:     []byte{0, 0, 0, 0x02, 0x5a, 0x3f, 0x1c, 0x28, 0, 0, 0, 3},
+		PositionText: "2/5A3F1C28/3",
 		CommitTimeUs: 1767225600124001,
 		TxId:         "5123987",
 		TxIndex:      3,
@@ -67,7 +66,8 @@ func ordersUpdate() *pb.Event {
 }
 
 // customersSnapshot is what one snapshot message carries: n rows of a
-// 5-column table read in key order.
+// 5-column table, shaped as the PostgreSQL source builds
+// them (types in the full row, the key row naming its columns only).
 func customersSnapshot(n int) []*pb.Event {
 	names := []string{"id", "email", "full_name", "balance", "created_at"}
 	types := []string{"int8", "text", "text", "numeric(12,2)", "timestamptz"}
@@ -75,15 +75,15 @@ func customersSnapshot(n int) []*pb.Event {
 	last := []string{"Okafor", "Lindqvist", "Nakamura", "García Márquez", "O'Neill", "Kowalczyk"}
 	events := make([]*pb.Event, n)
 	for i := range events {
-		id := int64(100000 + i)
+		id := valInt(int64(100000 + i))
 		events[i] = &pb.Event{
 			Source: "shop",
 			Table:  "public.customers",
 			Op:     pb.Op_OP_READ,
-			Key:    &pb.Row{Names: names[:1], Types: types[:1], Values: []*pb.Value{valInt(id)}},
+			Key:    &pb.Row{Names: names[:1], Values: []*pb.Value{id}},
 			After: &pb.Row{Names: names, Types: types, Values: []*pb.Value{
-				valInt(id),
-				valText(fmt.Sprintf("customer.%06d@example.com", id)),
+				id,
+				valText(fmt.Sprintf("customer.%06d@example.com", 100000+i)),
 				valText(first[i%len(first)] + " " + last[i%len(last)]),
 				valDec(fmt.Sprintf("%d.%02d", (i*7919)%100000, i%100)),
 				valTS(1600000000000000+int64(i)*7_919_000_123, true),
