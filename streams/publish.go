@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -18,11 +19,18 @@ func (c *Conn) PublishAsync(subject, msgID string, data []byte) (jetstream.PubAc
 	m.Data = data
 	m.Header.Set(jetstream.MsgIDHeader, msgID)
 	m.Header.Set("Content-Type", ContentType)
-	f, err := c.JS.PublishMsgAsync(m)
-	if err != nil {
-		return nil, fmt.Errorf("publishing to %s: %w", subject, err)
+	for {
+		f, err := c.JS.PublishMsgAsync(m)
+		if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+			// Too many unacknowledged publishes: JetStream is slower than
+			// the source right now. Waiting here is the backpressure.
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("publishing to %s: %w", subject, err)
+		}
+		return f, nil
 	}
-	return f, nil
 }
 
 // WaitAcks waits for every future; the first failure is returned.

@@ -58,7 +58,7 @@ func (p *producer) snapshot(ctx context.Context, snapName string) (bool, error) 
 	cons, err := ws.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       "readers",
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
+		AckWait:       15 * time.Second, // a dead reader's chunk is handed out again after this
 		MaxAckPending: p.cfg.SnapshotWorkers * 4,
 	})
 	if err != nil {
