@@ -311,15 +311,15 @@ func TestBadInput(t *testing.T) {
 		p.srcExec(`INSERT INTO items SELECT i, i FROM generate_series(1, 150) i`)
 		p.writeConfig("mode: snapshot", "")
 		code, out := p.run(2*time.Minute, "migrate", "--config", p.cfgPath)
-		if code != 1 || !strings.Contains(out, "50 rows were rejected") || !strings.Contains(out, "qty_small") {
-			t.Fatalf("exit %d, want 1 reporting 50 dead letters:\n%s", code, out)
+		if code != 1 || !strings.Contains(out, "51 rows were rejected") || !strings.Contains(out, "qty_small") {
+			t.Fatalf("exit %d, want 1 reporting 51 dead letters:\n%s", code, out)
 		}
 		if n := count(t, p.dst, p.dstDB, "public.items"); n != 99 {
 			t.Fatalf("target has %d rows, want the 99 acceptable ones", n)
 		}
 		code, out = p.run(time.Minute, "status", "--config", p.cfgPath, "--json")
-		if code != 0 || !strings.Contains(out, `"deadLettered": 50`) {
-			t.Fatalf("status exit %d, want deadLettered 50:\n%s", code, out)
+		if code != 0 || !strings.Contains(out, `"deadLettered": 51`) {
+			t.Fatalf("status exit %d, want deadLettered 51:\n%s", code, out)
 		}
 	})
 }

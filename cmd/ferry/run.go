@@ -137,12 +137,27 @@ func run(ctx context.Context, cfg *config.Config, srcs []config.Source, tgts []c
 	prodCtx, stopProd := context.WithCancel(ctx)
 	defer stopProd()
 
-	var prodWG, applyWG sync.WaitGroup
+	// Open everything before starting anything, so that a bad DSN or an
+	// unreachable server is reported as itself.
+	var prods []producers.Producer
 	for _, s := range srcs {
 		p, err := producers.Open(prodCtx, s, producers.Env{Conn: conn, State: state, Log: log})
 		if err != nil {
 			return err
 		}
+		prods = append(prods, p)
+	}
+	var runners []*appliers.Runner
+	for _, t := range tgts {
+		tg, err := appliers.Open(applyCtx, t, log)
+		if err != nil {
+			return err
+		}
+		defer tg.Close()
+		runners = append(runners, appliers.NewRunner(t, conn, tg, log))
+	}
+	var prodWG, applyWG sync.WaitGroup
+	for _, p := range prods {
 		prodWG.Add(1)
 		go func() {
 			defer prodWG.Done()
@@ -152,17 +167,7 @@ func run(ctx context.Context, cfg *config.Config, srcs []config.Source, tgts []c
 			}
 		}()
 	}
-	var runners []*appliers.Runner
-	for _, t := range tgts {
-		tg, err := appliers.Open(applyCtx, t, log)
-		if err != nil {
-			stopProd()
-			prodWG.Wait()
-			return err
-		}
-		defer tg.Close()
-		r := appliers.NewRunner(t, conn, tg, log)
-		runners = append(runners, r)
+	for _, r := range runners {
 		applyWG.Add(1)
 		go func() {
 			defer applyWG.Done()

@@ -67,17 +67,17 @@ cut-over check), or 1 when --timeout passes first.`,
 			}
 			ctx := cmd.Context()
 			log := newLogger(cfg.Log)
-			conn, err := connectForStatus(ctx, cfg, log)
-			if err != nil {
-				return err
+			if wait && timeout <= 0 {
+				return usageErr(errors.New("--wait-caught-up needs --timeout (e.g. --timeout 5m)"))
 			}
-			defer conn.Close()
 			if wait {
-				if timeout <= 0 {
-					return usageErr(errors.New("--wait-caught-up needs --timeout (e.g. --timeout 5m)"))
-				}
 				wctx, cancel := context.WithTimeout(ctx, timeout)
 				defer cancel()
+				conn, err := connectForStatus(wctx, cfg, log, true)
+				if err != nil {
+					return err
+				}
+				defer conn.Close()
 				if err := waitCaughtUp(wctx, cfg, conn, log); err != nil {
 					if wctx.Err() != nil {
 						return fmt.Errorf("targets did not catch up within %s", timeout)
@@ -87,6 +87,11 @@ cut-over check), or 1 when --timeout passes first.`,
 				fmt.Fprintln(cmd.OutOrStdout(), "caught up: every target has applied everything up to the sources' positions at the start of this check")
 				return nil
 			}
+			conn, err := connectForStatus(ctx, cfg, log, false)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
 			rep, err := collectStatus(ctx, cfg, conn)
 			if err != nil {
 				return err
@@ -108,21 +113,37 @@ cut-over check), or 1 when --timeout passes first.`,
 }
 
 // connectForStatus reaches the event log: an external URL as configured, or
-// the embedded server of a running ferry on nats.listen; if none runs, it
-// opens the data dir with its own embedded server.
-func connectForStatus(ctx context.Context, cfg *config.Config, log *slog.Logger) (*streams.Conn, error) {
+// the embedded server of a running ferry on nats.listen. With wait (the
+// cut-over check, which needs a running pipeline) it keeps trying that
+// address; otherwise, when no ferry runs, it opens the data dir with an
+// embedded server of its own on a random port, never on nats.listen, which
+// a ferry starting meanwhile needs.
+func connectForStatus(ctx context.Context, cfg *config.Config, log *slog.Logger, wait bool) (*streams.Conn, error) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if cfg.NATS.URL != "" {
 		return streams.Connect(ctx, cfg.NATS, log)
 	}
 	n := cfg.NATS
 	n.URL = "nats://" + n.Listen
-	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	if c, err := streams.Connect(cctx, n, quiet); err == nil {
-		return c, nil
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		c, err := streams.Connect(cctx, n, quiet)
+		cancel()
+		if err == nil {
+			return c, nil
+		}
+		if !wait {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("no ferry is serving NATS on %s: %w", n.Listen, err)
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
-	return streams.Connect(ctx, cfg.NATS, quiet)
+	own := cfg.NATS
+	own.Listen = "127.0.0.1:-1"
+	return streams.Connect(ctx, own, quiet)
 }
 
 func collectStatus(ctx context.Context, cfg *config.Config, conn *streams.Conn) (*statusReport, error) {

@@ -341,7 +341,7 @@ func (c *cdc) event(rel *relation, op pb.Op, after, before *pb.Row, unchanged []
 	ev := &pb.Event{
 		Source: c.p.cfg.Name, Table: rel.table.Name, Op: op,
 		After: after, Before: before, Unchanged: unchanged,
-		CommitTimeUs: c.tx.commitUs, TxId: fmt.Sprint(c.tx.xid), TxIndex: c.tx.index,
+		CommitTimeUs: c.tx.commitUs, TxId: fmt.Sprint(c.tx.xid),
 	}
 	if after != nil {
 		ev.Key = keyOf(rel, after)
@@ -470,6 +470,9 @@ func queryRawRow(ctx context.Context, pool *pgxpool.Pool, q string, args []any) 
 // LSN and the event's index inside it, which also makes its message id: a
 // change re-sent after a restart is stored once.
 func (c *cdc) publish(ev *pb.Event) error {
+	// The index is taken here, at publication, so that every event gets its
+	// own position even when one source change becomes two events.
+	ev.TxIndex = c.tx.index
 	ev.Position = binary.BigEndian.AppendUint32(lsnBytes(c.tx.commit), c.tx.index)
 	ev.PositionText = fmt.Sprintf("%s/%d", c.tx.commit, c.tx.index)
 	c.tx.index++
