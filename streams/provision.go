@@ -123,10 +123,18 @@ func ConsumerName(target string, lane int) string {
 }
 
 // EnsureLaneConsumer creates (or opens) the durable pull consumer of one
-// lane for a target.
+// lane for a target, ready to deliver from its ack floor in stream order.
+//
+// A consumer left by a process that died holds deliveries nobody will ack;
+// JetStream would redeliver them only after AckWait, while handing newer
+// messages out first, and acknowledging those (AckAll) would acknowledge the
+// lost ones too. So a consumer with outstanding deliveries is recreated to
+// start right after its ack floor: the ack floor stays the resume point and
+// the lane is replayed in order. One process owns a lane at a time.
 func (c *Conn) EnsureLaneConsumer(ctx context.Context, source, target string, lane int, maxBatch int) (jetstream.Consumer, error) {
 	name := ConsumerName(target, lane)
-	cons, err := c.JS.CreateOrUpdateConsumer(ctx, StreamName(source), jetstream.ConsumerConfig{
+	stream := StreamName(source)
+	cfg := jetstream.ConsumerConfig{
 		Durable:       name,
 		Description:   fmt.Sprintf("target %s, lane %d of source %s", target, lane, source),
 		FilterSubject: LaneFilter(source, lane),
@@ -137,9 +145,29 @@ func (c *Conn) EnsureLaneConsumer(ctx context.Context, source, target string, la
 		MaxAckPending: max(4*maxBatch, 1000),
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		Replicas:      c.cfg.Replicas,
-	})
+	}
+	cons, err := c.JS.Consumer(ctx, stream, name)
+	if err == nil {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reading consumer %s on stream %s: %w", name, stream, err)
+		}
+		if info.NumAckPending == 0 && info.Delivered.Stream <= info.AckFloor.Stream {
+			return cons, nil
+		}
+		if err := c.JS.DeleteConsumer(ctx, stream, name); err != nil {
+			return nil, fmt.Errorf("resetting consumer %s on stream %s: %w", name, stream, err)
+		}
+		if floor := info.AckFloor.Stream; floor > 0 {
+			cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+			cfg.OptStartSeq = floor + 1
+		}
+	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("opening consumer %s on stream %s: %w", name, stream, err)
+	}
+	cons, err = c.JS.CreateOrUpdateConsumer(ctx, stream, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("creating consumer %s on stream %s: %w", name, StreamName(source), err)
+		return nil, fmt.Errorf("creating consumer %s on stream %s: %w", name, stream, err)
 	}
 	return cons, nil
 }

@@ -173,3 +173,54 @@ func TestStateKV(t *testing.T) {
 		t.Fatalf("chunk keys = %v, %v", keys, err)
 	}
 }
+
+// A lane consumer left with deliveries nobody acknowledged (its process
+// died) delivers again from its ack floor, in order, when reopened.
+func TestLaneConsumerResumesAtAckFloor(t *testing.T) {
+	c := embedded(t)
+	ctx := context.Background()
+	if _, err := c.EnsureSourceStream(ctx, "src", 2); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		if _, err := c.JS.Publish(ctx, EventSubject("src", "t", 0), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fetch := func(cons jetstream.Consumer, n int) []jetstream.Msg {
+		b, err := cons.Fetch(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []jetstream.Msg
+		for m := range b.Messages() {
+			out = append(out, m)
+		}
+		return out
+	}
+	cons, err := c.EnsureLaneConsumer(ctx, "src", "dst", 0, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := fetch(cons, 5)
+	if err := first[4].Ack(); err != nil { // AckAll: 1..5 done
+		t.Fatal(err)
+	}
+	_ = first[4].DoubleAck(ctx)
+	_ = fetch(cons, 5) // 6..10 delivered, never acknowledged: the process "dies"
+
+	cons, err = c.EnsureLaneConsumer(ctx, "src", "dst", 0, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := fetch(cons, 3)
+	if len(again) != 3 {
+		t.Fatalf("got %d messages after reopening", len(again))
+	}
+	for i, m := range again {
+		md, _ := m.Metadata()
+		if want := uint64(6 + i); md.Sequence.Stream != want {
+			t.Fatalf("message %d after reopening has sequence %d, want %d (resume at the ack floor, in order)", i, md.Sequence.Stream, want)
+		}
+	}
+}

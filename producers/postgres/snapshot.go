@@ -306,6 +306,15 @@ func (p *producer) readChunk(ctx context.Context, t *table, pl *plan, chunk int,
 	}
 	defer rows.Close()
 
+	// A chunk read again (its reader died) is read at a newer snapshot and
+	// may split into messages differently; the delivery attempt in the
+	// message ids keeps JetStream from dropping any of them as repeats of
+	// the earlier, partial attempt. Rows published twice are harmless: the
+	// newer copy follows the older one in its lane.
+	var attempt uint64
+	if md, err := work.Metadata(); err == nil {
+		attempt = md.NumDelivered
+	}
 	lanes := make([]laneBuf, p.cfg.Partitions)
 	var futs []jetstream.PubAckFuture
 	var n int64
@@ -319,7 +328,7 @@ func (p *producer) readChunk(ctx context.Context, t *table, pl *plan, chunk int,
 		if err != nil {
 			return err
 		}
-		id := fmt.Sprintf("%s:snap:%s:%d:%d:%d", p.cfg.Name, t.Name, chunk, lane, lb.part)
+		id := fmt.Sprintf("%s:snap:%s:%d:%d:%d:%d", p.cfg.Name, t.Name, chunk, attempt, lane, lb.part)
 		f, err := p.env.Conn.PublishAsync(streams.EventSubject(p.cfg.Name, t.Name, lane), id, data)
 		if err != nil {
 			return err
