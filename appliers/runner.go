@@ -26,6 +26,9 @@ var ErrPermanent = errors.New("permanent")
 // Permanent wraps err so that the runner stops rather than retries.
 func Permanent(err error) error { return fmt.Errorf("%w: %w", ErrPermanent, err) }
 
+// batchBytes bounds the messages one lane applies in one transaction.
+const batchBytes = 1 << 20
+
 // Stats counts what a runner did; safe for concurrent reads.
 type Stats struct {
 	Applied      atomic.Int64 // events written
@@ -125,8 +128,11 @@ func (r *Runner) runLane(ctx context.Context, lane Lane, cons jetstream.Consumer
 	if err != nil || ctx.Err() != nil {
 		return err
 	}
+	maxBytes := batchBytes
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(r.cfg.BatchSize, jetstream.FetchMaxWait(time.Second))
+		// Snapshot messages hold many rows each: a byte budget, not only a
+		// message count, keeps a batch (and memory) bounded.
+		batch, err := cons.Fetch(r.cfg.BatchSize, jetstream.FetchMaxWait(time.Second), jetstream.FetchMaxBytes(maxBytes))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -139,6 +145,12 @@ func (r *Runner) runLane(ctx context.Context, lane Lane, cons jetstream.Consumer
 		for m := range batch.Messages() {
 			msgs = append(msgs, m)
 		}
+		if err := batch.Error(); errors.Is(err, jetstream.ErrMaxBytesExceeded) && len(msgs) == 0 {
+			// One message is larger than the budget: take it alone.
+			maxBytes = int(r.conn.NC.MaxPayload()) + 64<<10
+			continue
+		}
+		maxBytes = batchBytes
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && len(msgs) == 0 && ctx.Err() == nil {
 			log.Warn("fetching from stream", "err", err)
 			sleepCtx(ctx, time.Second)

@@ -3,8 +3,6 @@ package streams
 import (
 	"fmt"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/ferry-dev/ferry/streams/pb"
 )
 
@@ -18,17 +16,27 @@ const ContentType = "application/x-protobuf; proto=ferry.v1.Batch"
 
 // Encode marshals events into one message payload.
 func Encode(events ...*pb.Event) ([]byte, error) {
-	b, err := proto.Marshal(&pb.Batch{Version: FormatVersion, Events: events})
+	if err := checkUTF8(events); err != nil {
+		return nil, fmt.Errorf("encoding event batch: %w", err)
+	}
+	// The generated vtprotobuf marshaller writes the same bytes as
+	// proto.Marshal, several times faster (see docs/FORMAT.md).
+	b, err := (&pb.Batch{Version: FormatVersion, Events: events}).MarshalVT()
 	if err != nil {
 		return nil, fmt.Errorf("encoding event batch: %w", err)
 	}
 	return b, nil
 }
 
-// Decode unmarshals a message payload.
+// Decode unmarshals a message payload. The strings of the result share
+// data's memory (no copy per column name and value), so data must not be
+// modified while the batch is in use.
 func Decode(data []byte) (*pb.Batch, error) {
 	var b pb.Batch
-	if err := proto.Unmarshal(data, &b); err != nil {
+	if err := b.UnmarshalVTUnsafe(data); err != nil {
+		return nil, fmt.Errorf("decoding event batch: %w", err)
+	}
+	if err := checkUTF8(b.Events); err != nil {
 		return nil, fmt.Errorf("decoding event batch: %w", err)
 	}
 	if b.Version == 0 || b.Version > FormatVersion {

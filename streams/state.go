@@ -16,6 +16,7 @@ import (
 //	src.<source>.snapshot              the snapshot's phase and consistent point
 //	src.<source>.plan.<table>          a table's chunk plan
 //	src.<source>.chunk.<table>.<n>     a finished chunk and its row count
+//	src.<source>.schema.<table>        a table's columns, their source types, its key
 //
 // A producer writes a position only after JetStream acknowledged every event
 // up to it. Nothing secret is stored here.
@@ -118,3 +119,19 @@ func ChunkKey(source, table string, chunk int) string {
 
 // ChunkPrefix is the prefix of a table's finished-chunk keys.
 func ChunkPrefix(source, table string) string { return SourceKey(source, "chunk", table) + "." }
+
+// TableSchema is a source table's layout as the producer last saw it.
+type TableSchema struct {
+	Columns []ColumnSchema `json:"columns"`
+	Key     []string       `json:"key"`
+}
+
+// ColumnSchema is one column and its type in the source's own words.
+type ColumnSchema struct {
+	Name    string `json:"name"`
+	Type    string `json:"type"`
+	NotNull bool   `json:"notNull,omitempty"`
+}
+
+// SchemaKey holds a table's TableSchema.
+func SchemaKey(source, table string) string { return SourceKey(source, "schema", table) }

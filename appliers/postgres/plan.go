@@ -56,6 +56,9 @@ type op struct {
 	vals []pgtype.Text
 	// key identifies the row (its primary key in text) for deduplication.
 	key string
+	// fresh marks a row the source created (a snapshot read or an insert),
+	// which the target most likely does not hold yet.
+	fresh bool
 }
 
 // segment is a run of consecutive ops of one table, kind and column set,
@@ -67,6 +70,8 @@ type segment struct {
 	rows  [][]pgtype.Text // nil entries were superseded
 	index map[string]int  // key -> position in rows
 	live  int
+	// fresh: every row is a snapshot read or an insert.
+	fresh bool
 }
 
 // add appends o. A row whose key the segment already holds supersedes the
@@ -100,7 +105,7 @@ func (s *segment) accepts(o op) bool {
 }
 
 func newSegment(o op) *segment {
-	return &segment{table: o.table, kind: o.kind, cols: o.cols, index: map[string]int{}}
+	return &segment{table: o.table, kind: o.kind, cols: o.cols, index: map[string]int{}, fresh: true}
 }
 
 // segmentOps groups ops, kept in order, into segments. Only consecutive ops
@@ -111,10 +116,12 @@ func segmentOps(ops []op) []*segment {
 	for _, o := range ops {
 		if n := len(segs); n > 0 && segs[n-1].accepts(o) {
 			segs[n-1].add(o)
+			segs[n-1].fresh = segs[n-1].fresh && o.fresh
 			continue
 		}
 		s := newSegment(o)
 		s.add(o)
+		s.fresh = o.fresh
 		segs = append(segs, s)
 	}
 	return segs
@@ -269,7 +276,8 @@ func eventOps(t *table, e *pb.Event, se schemaError) ([]op, error) {
 			}
 		}
 	}
-	return append(ops, op{table: t, kind: k, cols: cols, vals: row, key: key}), nil
+	fresh := e.GetOp() == pb.Op_OP_READ || e.GetOp() == pb.Op_OP_INSERT
+	return append(ops, op{table: t, kind: k, cols: cols, vals: row, key: key, fresh: fresh}), nil
 }
 
 // keyVals returns the primary key of a delete: each key column from the

@@ -407,8 +407,14 @@ func (t *Target) applyOneByOne(ctx context.Context, lane appliers.Lane, p *plan,
 
 // exec runs one segment's statement.
 func (t *Target) exec(ctx context.Context, tx pgx.Tx, s *segment) error {
+	if s.live == 0 {
+		return nil
+	}
+	if t.useCopy(s) {
+		return t.execCopy(ctx, tx, s)
+	}
 	sql := s.sql(t.dialect)
-	if sql == "" || s.live == 0 {
+	if sql == "" {
 		return nil
 	}
 	var affected int64

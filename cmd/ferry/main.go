@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -45,6 +47,11 @@ func main() {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
 	root.AddCommand(migrateCmd(), produceCmd(), applyCmd(), statusCmd(), versionCmd())
 
+	if addr := os.Getenv("FERRY_PPROF"); addr != "" {
+		// Profiling on demand, for benchmarks; pprof registers on the
+		// default mux.
+		go func() { _ = http.ListenAndServe(addr, nil) }()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := root.ExecuteContext(ctx)

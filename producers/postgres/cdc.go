@@ -27,7 +27,6 @@ type relation struct {
 	table *table // nil when the table is not part of this run
 	names []string
 	types []*pgcodec.Type
-	tname []string
 	key   []int // indexes of the key columns (pgoutput's key flag)
 }
 
@@ -252,6 +251,9 @@ func (c *cdc) relation(ctx context.Context, m *pglogrepl.RelationMessage) error 
 				return fmt.Errorf("source %s: reloading %s after a schema change: %w", c.p.cfg.Name, name, err)
 			}
 			c.p.tables[name], r.table, known = nt, nt, byName(nt)
+			if err := c.p.saveSchema(ctx, nt); err != nil {
+				return err
+			}
 			c.p.log.Info("table layout changed on the source", "table", name, "columns", len(m.Columns))
 			break
 		}
@@ -264,7 +266,6 @@ func (c *cdc) relation(ctx context.Context, m *pglogrepl.RelationMessage) error 
 		}
 		r.names = append(r.names, col.Name)
 		r.types = append(r.types, typ)
-		r.tname = append(r.tname, typ.Name)
 		if col.Flags&1 != 0 {
 			r.key = append(r.key, i)
 		}
@@ -309,12 +310,14 @@ func (c *cdc) row(rel *relation, tup *pglogrepl.TupleData) (*pb.Row, []string, e
 			continue
 		case pglogrepl.TupleDataTypeNull:
 			row.Names = append(row.Names, rel.names[i])
-			row.Types = append(row.Types, rel.tname[i])
 			row.Values = append(row.Values, &pb.Value{Kind: &pb.Value_Null{Null: true}})
 		case pglogrepl.TupleDataTypeText:
+			v, err := c.p.decode(rel.table.Name, rel.names[i], rel.types[i], col.Data)
+			if err != nil {
+				return nil, nil, err
+			}
 			row.Names = append(row.Names, rel.names[i])
-			row.Types = append(row.Types, rel.tname[i])
-			row.Values = append(row.Values, c.p.decode(rel.table.Name, rel.names[i], rel.types[i], col.Data))
+			row.Values = append(row.Values, v)
 		default:
 			return nil, nil, fmt.Errorf("source %s: %s.%s arrived in format %q; ferry asks pgoutput for text", c.p.cfg.Name, rel.table.Name, rel.names[i], col.DataType)
 		}
@@ -425,9 +428,12 @@ func (c *cdc) fillUnchanged(ctx context.Context, rel *relation, ev *pb.Event) er
 		return fmt.Errorf("source %s: reading unchanged columns of %s (%s): %w", c.p.cfg.Name, t.Name, keyString(ev.Key), err)
 	}
 	for i, n := range ev.Unchanged {
+		v, err := c.p.decode(t.Name, n, typeByName(t, n), raw[i])
+		if err != nil {
+			return err
+		}
 		ev.After.Names = append(ev.After.Names, n)
-		ev.After.Types = append(ev.After.Types, typeOfCol(t, n))
-		ev.After.Values = append(ev.After.Values, c.p.decode(t.Name, n, typeByName(t, n), raw[i]))
+		ev.After.Values = append(ev.After.Values, v)
 	}
 	ev.Unchanged = nil
 	return nil

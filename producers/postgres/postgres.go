@@ -93,6 +93,9 @@ func (p *producer) Run(ctx context.Context) error {
 		}
 		p.tables[t.Name] = t
 		p.order = append(p.order, t.Name)
+		if err := p.saveSchema(ctx, t); err != nil {
+			return err
+		}
 	}
 	if _, err := p.env.Conn.EnsureSourceStream(ctx, p.cfg.Name, p.cfg.Partitions); err != nil {
 		return err
@@ -313,3 +316,13 @@ func (p *producer) CurrentPosition(ctx context.Context) (streams.Position, error
 // Close releases the source connections of a producer that was opened but
 // not run (Run closes them itself).
 func (p *producer) Close() { p.pool.Close() }
+
+// saveSchema records a table's columns and types in KV, once per layout,
+// rather than naming the types in every event.
+func (p *producer) saveSchema(ctx context.Context, t *table) error {
+	ts := streams.TableSchema{Key: t.keyCols}
+	for _, c := range t.Columns {
+		ts.Columns = append(ts.Columns, streams.ColumnSchema{Name: c.Name, Type: c.Type.Name, NotNull: c.NotNull})
+	}
+	return p.env.State.PutJSON(ctx, streams.SchemaKey(p.cfg.Name, t.Name), ts)
+}

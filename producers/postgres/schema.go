@@ -18,6 +18,9 @@ type table struct {
 	Columns []pgcodec.Column
 	Key     []int // indexes into Columns of the primary-key columns
 	EstRows int64
+	// Column and key names, shared by every event of the table.
+	names   []string
+	keyCols []string
 }
 
 func (t *table) keyNames() []string {
@@ -118,6 +121,10 @@ func loadTable(ctx context.Context, pool *pgxpool.Pool, name string) (*table, er
 			}
 		}
 	}
+	for _, c := range cols {
+		t.names = append(t.names, c.Name)
+	}
+	t.keyCols = t.keyNames()
 	if err := pool.QueryRow(ctx, `SELECT GREATEST(reltuples, 0)::int8 FROM pg_class WHERE oid = $1::regclass`, ident).Scan(&t.EstRows); err != nil {
 		return nil, fmt.Errorf("estimating rows of %s: %w", name, err)
 	}

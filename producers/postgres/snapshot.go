@@ -9,10 +9,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/ferry-dev/ferry/internal/pgcodec"
 	"github.com/ferry-dev/ferry/streams"
@@ -145,15 +145,17 @@ func (p *producer) ensurePlan(ctx context.Context, t *table) (*plan, error) {
 // chunkBounds walks the primary-key index, taking every ChunkRows-th key as
 // a chunk's upper bound. It works for any key type and composite keys.
 func (p *producer) chunkBounds(ctx context.Context, t *table) ([][]string, error) {
-	keyList := p.keyList(t, "")
+	// The key columns are qualified with the table's alias: unqualified,
+	// ORDER BY would name the text output columns and sort as text.
+	keyList := p.keyList(t, "x.")
 	sel := make([]string, len(t.Key))
 	for i, k := range t.Key {
-		sel[i] = quoteIdent(t.Columns[k].Name) + "::text"
+		sel[i] = "x." + quoteIdent(t.Columns[k].Name) + "::text"
 	}
 	var bounds [][]string
 	var last []string
 	for {
-		q := "SELECT " + strings.Join(sel, ", ") + " FROM " + t.Ident
+		q := "SELECT " + strings.Join(sel, ", ") + " FROM " + t.Ident + " AS x"
 		var args []any
 		if last != nil {
 			q += " WHERE (" + keyList + ") > (" + p.keyParams(t, 1) + ")"
@@ -300,6 +302,7 @@ func (p *producer) readChunk(ctx context.Context, t *table, pl *plan, chunk int,
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
+	t0 := time.Now()
 	rows, err := tx.Query(ctx, q, append([]any{pgx.QueryResultFormats{pgx.TextFormatCode}}, args...)...)
 	if err != nil {
 		return 0, fmt.Errorf("source %s: reading chunk %d of %s: %w", p.cfg.Name, chunk, t.Name, err)
@@ -344,7 +347,7 @@ func (p *producer) readChunk(ctx context.Context, t *table, pl *plan, chunk int,
 		if err != nil {
 			return 0, err
 		}
-		size := proto.Size(ev)
+		size := ev.SizeVT()
 		if size+64 > p.maxPayload {
 			return 0, fmt.Errorf("source %s: row %s (%s) is %d bytes encoded, above the NATS server's max_payload of %d; raise max_payload (nats.maxPayload for the embedded server)",
 				p.cfg.Name, t.Name, keyString(ev.Key), size, p.maxPayload)
@@ -377,9 +380,11 @@ func (p *producer) readChunk(ctx context.Context, t *table, pl *plan, chunk int,
 			return 0, err
 		}
 	}
+	t1 := time.Now()
 	if err := streams.WaitAcks(ctx, futs); err != nil {
 		return 0, fmt.Errorf("source %s: chunk %d of %s: %w", p.cfg.Name, chunk, t.Name, err)
 	}
+	p.log.Debug("chunk published", "table", t.Name, "chunk", chunk, "rows", n, "messages", len(futs), "read", t1.Sub(t0), "acks", time.Since(t1))
 	return n, nil
 }
 
@@ -393,16 +398,17 @@ type laneBuf struct {
 // table order.
 func (p *producer) rowEvent(t *table, op pb.Op, raw [][]byte) (*pb.Event, error) {
 	after := &pb.Row{
-		Names:  make([]string, len(t.Columns)),
-		Types:  make([]string, len(t.Columns)),
+		Names:  t.names,
 		Values: make([]*pb.Value, len(t.Columns)),
 	}
 	for i, c := range t.Columns {
-		after.Names[i] = c.Name
-		after.Types[i] = c.Type.Name
-		after.Values[i] = p.decode(t.Name, c.Name, c.Type, raw[i])
+		v, err := p.decode(t.Name, c.Name, c.Type, raw[i])
+		if err != nil {
+			return nil, err
+		}
+		after.Values[i] = v
 	}
-	key := &pb.Row{Names: t.keyNames(), Values: make([]*pb.Value, len(t.Key))}
+	key := &pb.Row{Names: t.keyCols, Values: make([]*pb.Value, len(t.Key))}
 	for i, k := range t.Key {
 		key.Values[i] = after.Values[k]
 	}
@@ -411,17 +417,22 @@ func (p *producer) rowEvent(t *table, op pb.Op, raw [][]byte) (*pb.Event, error)
 
 // decode converts one text value. A form the codec does not know travels as
 // the source's own text, which PostgreSQL reads back unchanged, so nothing is
-// lost; it is logged once per column.
-func (p *producer) decode(table, col string, typ *pgcodec.Type, raw []byte) *pb.Value {
+// lost; it is logged once per column. Text that is not UTF-8 (a SQL_ASCII
+// database) cannot travel as text at all and stops the run with the column
+// named.
+func (p *producer) decode(table, col string, typ *pgcodec.Type, raw []byte) (*pb.Value, error) {
 	v, err := pgcodec.Decode(typ, raw)
 	if err == nil {
-		return v
+		return v, nil
+	}
+	if !utf8.Valid(raw) {
+		return nil, fmt.Errorf("source %s: %s.%s holds text that is not valid UTF-8; ferry reads text as UTF-8 (is the database SQL_ASCII? convert it, or read the column as bytea)", p.cfg.Name, table, col)
 	}
 	key := table + "." + col
 	if _, seen := warned.LoadOrStore(key, true); !seen {
 		p.log.Warn("value kept in PostgreSQL text form", "column", key, "type", typ.Name, "err", err)
 	}
-	return &pb.Value{Kind: &pb.Value_Native{Native: string(raw)}}
+	return &pb.Value{Kind: &pb.Value_Native{Native: string(raw)}}, nil
 }
 
 var warned sync.Map
