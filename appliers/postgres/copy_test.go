@@ -67,4 +67,3 @@ func TestCopyPathDirectAndFallback(t *testing.T) {
 	}
 	check(1000)
 }
-

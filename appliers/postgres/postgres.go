@@ -20,7 +20,7 @@ import (
 	"log/slog"
 	"math"
 	"runtime"
-	"strconv"
+
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -28,6 +28,7 @@ import (
 	"github.com/cockroachdb/cockroach-go/v2/crdb"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ferry-dev/ferry/appliers"
 	"github.com/ferry-dev/ferry/config"
@@ -44,7 +45,7 @@ func init() {
 type Target struct {
 	cfg     config.Target
 	log     *slog.Logger
-	pool    *pool
+	pool    *pool // pgxpool, see pool.go
 	dialect dialect
 	version string
 	// secret is the DSN's password, scrubbed from error texts.
@@ -68,32 +69,22 @@ func open(ctx context.Context, cfg config.Target, log *slog.Logger) (*Target, er
 		log = slog.Default()
 	}
 	where := fmt.Sprintf("target %s (%s)", cfg.Name, config.Redact(cfg.DSN))
-	pcfg, err := pgx.ParseConfig(cfg.DSN)
+	pcfg, err := pgxpool.ParseConfig(cfg.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("%s: invalid dsn: %s", where, parseErrText(err, cfg.DSN))
 	}
-	t := &Target{cfg: cfg, log: log.With("target", cfg.Name), secret: pcfg.Password, tables: map[string]*table{}}
+	t := &Target{cfg: cfg, log: log.With("target", cfg.Name), secret: pcfg.ConnConfig.Password, tables: map[string]*table{}}
 	for k, v := range pgcodec.SessionParams {
-		pcfg.RuntimeParams[k] = v
+		pcfg.ConnConfig.RuntimeParams[k] = v
 	}
-	maxConns := max(4, runtime.NumCPU())
-	for k, v := range pcfg.RuntimeParams {
-		// pgxpool's settings would otherwise go to the server as GUCs.
-		if !strings.HasPrefix(k, "pool_") {
-			continue
-		}
-		delete(pcfg.RuntimeParams, k)
-		if k == "pool_max_conns" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				return nil, fmt.Errorf("%s: invalid dsn: pool_max_conns=%q is not a positive number", where, v)
-			}
-			maxConns = n
-		}
+	if !strings.Contains(cfg.DSN, "pool_max_conns") {
+		pcfg.MaxConns = int32(max(4, runtime.NumCPU()))
 	}
-	t.pool = newPool(pcfg, maxConns)
+	if t.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
+		return nil, t.scrub(fmt.Errorf("%s: %w", where, err))
+	}
 
-	err = t.pool.with(ctx, func(c *pgx.Conn) error {
+	err = withConn(ctx, t.pool, func(c *pgx.Conn) error {
 		if err := c.QueryRow(ctx, "SELECT version()").Scan(&t.version); err != nil {
 			return fmt.Errorf("reading server version: %w", err)
 		}
@@ -116,7 +107,7 @@ func open(ctx context.Context, cfg config.Target, log *slog.Logger) (*Target, er
 		return nil
 	})
 	if err != nil {
-		t.pool.close()
+		t.pool.Close()
 		return nil, t.scrub(fmt.Errorf("%s: %w", where, err))
 	}
 	t.log.Info("connected to target", "dsn", config.Redact(cfg.DSN), "dialect", t.dialect.String(), "version", t.version)
@@ -161,7 +152,7 @@ func (t *Target) scrub(err error) error {
 // Applied returns the lane's recorded stream sequence, 0 if none.
 func (t *Target) Applied(ctx context.Context, lane appliers.Lane) (uint64, error) {
 	var seq int64
-	err := t.pool.with(ctx, func(c *pgx.Conn) error {
+	err := withConn(ctx, t.pool, func(c *pgx.Conn) error {
 		return c.QueryRow(ctx, readApplied, t.cfg.Name, lane.Source, lane.Partition).Scan(&seq)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -175,7 +166,7 @@ func (t *Target) Applied(ctx context.Context, lane appliers.Lane) (uint64, error
 
 // Ping checks that a connection can be had and answers.
 func (t *Target) Ping(ctx context.Context) error {
-	err := t.pool.with(ctx, func(c *pgx.Conn) error { return c.Ping(ctx) })
+	err := withConn(ctx, t.pool, func(c *pgx.Conn) error { return c.Ping(ctx) })
 	if err != nil {
 		return fmt.Errorf("target %s: ping: %w", t.cfg.Name, t.scrub(err))
 	}
@@ -183,7 +174,7 @@ func (t *Target) Ping(ctx context.Context) error {
 }
 
 // Close closes the connections.
-func (t *Target) Close() { t.pool.close() }
+func (t *Target) Close() { t.pool.Close() }
 
 // itemPlan is what one item turned into.
 type itemPlan struct {
@@ -261,7 +252,7 @@ func (t *Target) table(ctx context.Context, eventTable string, se schemaError) (
 		return tbl, nil
 	}
 	schema, name := splitTable(eventTable, t.cfg.Schema)
-	err := t.pool.with(ctx, func(c *pgx.Conn) error {
+	err := withConn(ctx, t.pool, func(c *pgx.Conn) error {
 		var err error
 		tbl, err = loadTable(ctx, c, schema, name)
 		return err
@@ -451,7 +442,7 @@ func (t *Target) writeApplied(ctx context.Context, tx pgx.Tx, lane appliers.Lane
 // connection, a deferred constraint) must not pass for success. So the
 // adapter here keeps that error.
 func (t *Target) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	return t.pool.with(ctx, func(c *pgx.Conn) error {
+	return withConn(ctx, t.pool, func(c *pgx.Conn) error {
 		tx, err := c.Begin(ctx)
 		if err != nil {
 			return fmt.Errorf("beginning transaction: %w", err)
