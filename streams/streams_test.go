@@ -3,6 +3,7 @@ package streams
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/ferry-dev/ferry/config"
 	"github.com/ferry-dev/ferry/streams/pb"
@@ -222,5 +224,23 @@ func TestLaneConsumerResumesAtAckFloor(t *testing.T) {
 		if want := uint64(6 + i); md.Sequence.Stream != want {
 			t.Fatalf("message %d after reopening has sequence %d, want %d (resume at the ack floor, in order)", i, md.Sequence.Stream, want)
 		}
+	}
+}
+
+// Lanes are part of the format's contract with other producers of the same
+// source: the hash is over the deterministic protobuf encoding of each value.
+func TestLaneMatchesDeterministicProto(t *testing.T) {
+	key := &pb.Row{Values: []*pb.Value{{Kind: &pb.Value_Text{Text: "ünï"}}, {Kind: &pb.Value_Int{Int: -5}}, {Kind: &pb.Value_Timestamp{Timestamp: &pb.Timestamp{UnixUs: 12345, Zoned: true}}}}}
+	h := fnv.New64a()
+	for _, v := range key.Values {
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Write(b)
+		h.Write([]byte{0})
+	}
+	if want := int(h.Sum64() % 16); Lane(key, 16) != want {
+		t.Fatalf("Lane = %d, want %d", Lane(key, 16), want)
 	}
 }

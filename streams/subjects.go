@@ -7,12 +7,8 @@ import (
 	"strconv"
 	"strings"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/ferry-dev/ferry/streams/pb"
 )
-
-var deterministic = proto.MarshalOptions{Deterministic: true}
 
 // Token escapes a name (a table, a source) into one subject or KV-key token:
 // bytes outside [A-Za-z0-9_-] become "=XX" (hex). "=" is legal in both
@@ -104,7 +100,14 @@ func Lane(key *pb.Row, partitions int) int {
 	h := fnv.New64a()
 	var buf []byte
 	for _, v := range key.GetValues() {
-		buf, _ = deterministic.MarshalAppend(buf[:0], v)
+		// The generated marshaller writes the same bytes as a deterministic
+		// proto.Marshal of a Value, without reflection.
+		n := v.SizeVT()
+		if cap(buf) < n {
+			buf = make([]byte, n)
+		}
+		buf = buf[:n]
+		_, _ = v.MarshalToSizedBufferVT(buf)
 		_, _ = h.Write(buf)
 		_, _ = h.Write([]byte{0})
 	}

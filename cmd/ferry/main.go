@@ -11,6 +11,7 @@ import (
 	_ "net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -22,6 +23,9 @@ import (
 	_ "github.com/ferry-dev/ferry/appliers/postgres"
 	_ "github.com/ferry-dev/ferry/producers/postgres"
 )
+
+// defaultMemoryLimit is the soft memory limit when GOMEMLIMIT is unset.
+const defaultMemoryLimit = 512 << 20
 
 // Set by the build (-ldflags "-X main.version=...").
 var version = "dev"
@@ -47,6 +51,13 @@ func main() {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
 	root.AddCommand(migrateCmd(), produceCmd(), applyCmd(), statusCmd(), versionCmd())
 
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// ferry's live memory is bounded (batches and chunks are bounded);
+		// without a limit the garbage collector lets the heap grow to
+		// twice what is live. A soft limit keeps peak memory flat whatever
+		// the table size; GOMEMLIMIT overrides it.
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 	if addr := os.Getenv("FERRY_PPROF"); addr != "" {
 		// Profiling on demand, for benchmarks; pprof registers on the
 		// default mux.
