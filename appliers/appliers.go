@@ -7,10 +7,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sort"
-	"sync"
 
 	"github.com/ferry-dev/ferry/config"
+	"github.com/ferry-dev/ferry/internal/registry"
 	"github.com/ferry-dev/ferry/streams/pb"
 )
 
@@ -54,37 +53,19 @@ type Target interface {
 // Factory opens a target from its config.
 type Factory func(ctx context.Context, cfg config.Target, log *slog.Logger) (Target, error)
 
-var (
-	mu       sync.Mutex
-	registry = map[string]Factory{}
-)
+var connectors registry.Registry[Factory]
 
 // Register makes a target type available; connectors call it from init.
-func Register(typ string, f Factory) {
-	mu.Lock()
-	defer mu.Unlock()
-	registry[typ] = f
-}
+func Register(typ string, f Factory) { connectors.Register(typ, f) }
+
+// Types lists the registered target types.
+func Types() []string { return connectors.Types() }
 
 // Open opens the target described by cfg.
 func Open(ctx context.Context, cfg config.Target, log *slog.Logger) (Target, error) {
-	mu.Lock()
-	f, ok := registry[cfg.Type]
-	mu.Unlock()
+	f, ok := connectors.Get(cfg.Type)
 	if !ok {
 		return nil, fmt.Errorf("target %s: unknown type %q (known: %v)", cfg.Name, cfg.Type, Types())
 	}
 	return f(ctx, cfg, log)
-}
-
-// Types lists the registered target types.
-func Types() []string {
-	mu.Lock()
-	defer mu.Unlock()
-	var out []string
-	for k := range registry {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/encoding/prototext"
 
 	"github.com/ferry-dev/ferry/config"
 	"github.com/ferry-dev/ferry/streams"
@@ -255,32 +256,25 @@ func keyText(e *pb.Event) string {
 
 // ValueText is a short readable rendering of a value for messages.
 func ValueText(v *pb.Value) string {
-	b, err := protoText.Marshal(v)
-	if err != nil {
-		return "?"
-	}
-	return string(b)
-}
-
-var protoText = protoTextMarshaler{}
-
-type protoTextMarshaler struct{}
-
-func (protoTextMarshaler) Marshal(v *pb.Value) ([]byte, error) {
 	switch k := v.GetKind().(type) {
-	case *pb.Value_Int:
-		return strconv.AppendInt(nil, k.Int, 10), nil
-	case *pb.Value_Uint:
-		return strconv.AppendUint(nil, k.Uint, 10), nil
-	case *pb.Value_Text:
-		return []byte(strconv.Quote(k.Text)), nil
-	case *pb.Value_Decimal:
-		return []byte(k.Decimal), nil
 	case nil, *pb.Value_Null:
-		return []byte("NULL"), nil
+		return "NULL"
+	case *pb.Value_Int:
+		return strconv.FormatInt(k.Int, 10)
+	case *pb.Value_Uint:
+		return strconv.FormatUint(k.Uint, 10)
+	case *pb.Value_Text:
+		return strconv.Quote(k.Text)
+	case *pb.Value_Decimal:
+		return k.Decimal
+	case *pb.Value_Native:
+		return strconv.Quote(k.Native)
+	case *pb.Value_Uuid:
+		return fmt.Sprintf("%x", k.Uuid)
+	case *pb.Value_Bytes:
+		return fmt.Sprintf("\\x%x", k.Bytes)
 	}
-	b, err := proto.Marshal(v)
-	return []byte(fmt.Sprintf("%x", b)), err
+	return strings.TrimSpace(prototext.Format(v))
 }
 
 // retry runs fn until it succeeds, fails permanently, or ctx ends, backing

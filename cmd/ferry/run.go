@@ -242,26 +242,14 @@ func failed(mu *sync.Mutex, f []error) bool {
 
 // waitApplied waits until no target has anything left to apply.
 func waitApplied(ctx context.Context, runners []*appliers.Runner) error {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for {
-		all := true
+	return poll(ctx, 100*time.Millisecond, func() (bool, error) {
 		for _, r := range runners {
-			n, err := r.Pending(ctx)
-			if err != nil || n > 0 {
-				all = false
-				break
+			if n, err := r.Pending(ctx); err != nil || n > 0 {
+				return false, nil // not started yet, or still applying
 			}
 		}
-		if all {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
+		return true, nil
+	})
 }
 
 func logProgress(log *slog.Logger, runners []*appliers.Runner) {

@@ -285,7 +285,7 @@ func waitCaughtUp(ctx context.Context, cfg *config.Config, conn *streams.Conn, l
 			goal = cur.Pos
 			log.Info("waiting for the producer to reach the source's position", "source", s.Name, "position", cur.Text)
 		}
-		if err := poll(ctx, func() (bool, error) {
+		if err := poll(ctx, 200*time.Millisecond, func() (bool, error) {
 			var snap streams.SnapshotState
 			if _, err := state.GetJSON(ctx, streams.SnapshotKey(s.Name), &snap); err != nil {
 				return false, err
@@ -320,7 +320,7 @@ func waitCaughtUp(ctx context.Context, cfg *config.Config, conn *streams.Conn, l
 				continue
 			}
 			for lane := range parts {
-				if err := poll(ctx, func() (bool, error) { return laneCaughtUp(ctx, conn, st, s.Name, t.Name, lane, last) }); err != nil {
+				if err := poll(ctx, 200*time.Millisecond, func() (bool, error) { return laneCaughtUp(ctx, conn, st, s.Name, t.Name, lane, last) }); err != nil {
 					return err
 				}
 			}
@@ -358,8 +358,9 @@ func laneCaughtUp(ctx context.Context, conn *streams.Conn, st jetstream.Stream, 
 	return m.Sequence > seq, nil
 }
 
-func poll(ctx context.Context, cond func() (bool, error)) error {
-	t := time.NewTicker(200 * time.Millisecond)
+// poll checks cond every interval until it holds, fails, or ctx ends.
+func poll(ctx context.Context, interval time.Duration, cond func() (bool, error)) error {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		ok, err := cond()
