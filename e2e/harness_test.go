@@ -118,13 +118,14 @@ sources:
   - name: pg
     type: postgres
     dsn: %s
+    slot: %s
 %s
 targets:
   - name: dst
     type: postgres
     dsn: %s
     from: pg
-`, natsURL, p.natsPort, filepath.Join(p.dir, "nats"), p.src.DSN(p.srcDB), indent(sourceExtra, "    "), p.dst.DSN(p.dstDB))
+`, natsURL, p.natsPort, filepath.Join(p.dir, "nats"), p.src.DSN(p.srcDB), p.srcDB, indent(sourceExtra, "    "), p.dst.DSN(p.dstDB))
 	p.cfgPath = filepath.Join(p.dir, "ferry.yaml")
 	if err := os.WriteFile(p.cfgPath, []byte(cfg), 0o600); err != nil {
 		p.t.Fatal(err)

@@ -242,7 +242,9 @@ func (p *producer) replConn(ctx context.Context) (*pgconn.PgConn, error) {
 func (p *producer) ensureSlot(ctx context.Context, repl *pgconn.PgConn, needSnapshot bool, snap *streams.SnapshotState) (pglogrepl.LSN, error) {
 	var plugin string
 	var confirmed *string
-	err := p.pool.QueryRow(ctx, `SELECT plugin, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, p.cfg.Slot).Scan(&plugin, &confirmed)
+	var sameDB bool
+	err := p.pool.QueryRow(ctx, `SELECT plugin, confirmed_flush_lsn::text, database IS NOT DISTINCT FROM current_database()
+		FROM pg_replication_slots WHERE slot_name = $1`, p.cfg.Slot).Scan(&plugin, &confirmed, &sameDB)
 	var pos streams.Position
 	havePos, perr := p.env.State.GetJSON(ctx, streams.PositionKey(p.cfg.Name), &pos)
 	if perr != nil {
@@ -271,6 +273,10 @@ func (p *producer) ensureSlot(ctx context.Context, repl *pgconn.PgConn, needSnap
 		return lsn, nil
 	case err != nil:
 		return 0, fmt.Errorf("source %s: looking up replication slot %s: %w", p.cfg.Name, p.cfg.Slot, err)
+	}
+	if !sameDB {
+		return 0, fmt.Errorf("source %s: replication slot %s belongs to another database of this server; slot names are server-wide, so set sources[].slot to a name of its own",
+			p.cfg.Name, p.cfg.Slot)
 	}
 	if plugin != "pgoutput" {
 		return 0, fmt.Errorf("source %s: replication slot %s uses plugin %s; ferry needs pgoutput: drop it (SELECT pg_drop_replication_slot('%s')) or set another slot name",

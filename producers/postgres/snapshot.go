@@ -233,25 +233,26 @@ func (p *producer) snapshotWorker(ctx context.Context, ws jetstream.Stream, cons
 			_ = msg.Ack()
 			continue
 		}
+		// A chunk in hand is finished even if asked to stop: it is short,
+		// and stopping halfway would only mean reading it again.
+		hctx := context.WithoutCancel(ctx)
 		var done struct{}
-		found, err := p.env.State.GetJSON(ctx, streams.ChunkKey(p.cfg.Name, w.Table, w.Chunk), &done)
+		found, err := p.env.State.GetJSON(hctx, streams.ChunkKey(p.cfg.Name, w.Table, w.Chunk), &done)
 		if err != nil {
 			return err
 		}
 		if !found {
-			// A chunk in hand is finished even if asked to stop: it is
-			// short, and stopping halfway would only mean reading it again.
-			n, err := p.readChunk(context.WithoutCancel(ctx), t, pl, w.Chunk, snapName, snapGone, msg)
+			n, err := p.readChunk(hctx, t, pl, w.Chunk, snapName, snapGone, msg)
 			if err != nil {
 				_ = msg.Nak()
 				return err
 			}
 			rows.Add(n)
-			if err := p.env.State.PutJSON(ctx, streams.ChunkKey(p.cfg.Name, w.Table, w.Chunk), map[string]int64{"rows": n}); err != nil {
+			if err := p.env.State.PutJSON(hctx, streams.ChunkKey(p.cfg.Name, w.Table, w.Chunk), map[string]int64{"rows": n}); err != nil {
 				return err
 			}
 		}
-		if err := msg.DoubleAck(ctx); err != nil && ctx.Err() == nil {
+		if err := msg.DoubleAck(hctx); err != nil {
 			p.log.Warn("acknowledging snapshot work item", "err", err)
 		}
 	}
