@@ -57,6 +57,12 @@ func main() {
 		// twice what is live. A soft limit keeps peak memory flat whatever
 		// the table size; GOMEMLIMIT overrides it.
 		debug.SetMemoryLimit(defaultMemoryLimit)
+		if os.Getenv("GOGC") == "" {
+			// With peak memory held by the limit, collecting at 5x the
+			// live heap instead of 2x costs nothing in peak memory and
+			// saves about a tenth of ferry's CPU on a large snapshot.
+			debug.SetGCPercent(400)
+		}
 	}
 	if addr := os.Getenv("FERRY_PPROF"); addr != "" {
 		// Profiling on demand, for benchmarks; pprof registers on the
