@@ -13,9 +13,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/encoding/prototext"
 
 	"github.com/ferry-dev/ferry/config"
+	"github.com/ferry-dev/ferry/internal/metrics"
 	"github.com/ferry-dev/ferry/streams"
 	"github.com/ferry-dev/ferry/streams/pb"
 )
@@ -50,11 +52,13 @@ type Runner struct {
 
 	mu        sync.Mutex
 	consumers []jetstream.Consumer
+	limit     *rate.Limiter
 }
 
 // NewRunner prepares a runner; Run starts it.
 func NewRunner(cfg config.Target, conn *streams.Conn, target Target, log *slog.Logger) *Runner {
-	return &Runner{cfg: cfg, conn: conn, target: target, log: log.With("target", cfg.Name, "source", cfg.From)}
+	return &Runner{cfg: cfg, conn: conn, target: target, log: log.With("target", cfg.Name, "source", cfg.From),
+		limit: config.Limiter(cfg.WriteRowsPerSecond)}
 }
 
 // Run applies events until ctx ends, then finishes the batch in hand and
@@ -82,6 +86,11 @@ func (r *Runner) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.watchPending(ctx)
+	}()
 	for lane, c := range cons {
 		wg.Add(1)
 		go func() {
@@ -160,10 +169,13 @@ func (r *Runner) runLane(ctx context.Context, lane Lane, cons jetstream.Consumer
 		if len(msgs) == 0 {
 			continue
 		}
-		// Finish the batch in hand even when asked to stop, so that what was
-		// fetched is applied and acknowledged once.
-		next, err := r.applyBatch(context.WithoutCancel(ctx), log, lane, msgs, applied)
+		next, err := r.applyBatch(ctx, log, lane, msgs, applied)
 		if err != nil {
+			if ctx.Err() != nil {
+				// Stopping while the target fails: the batch stays
+				// unacknowledged and is applied after the restart.
+				return nil
+			}
 			return err
 		}
 		applied = next
@@ -193,14 +205,27 @@ func (r *Runner) applyBatch(ctx context.Context, log *slog.Logger, lane Lane, ms
 		last = seq
 	}
 	if last > applied {
+		if err := config.WaitRows(ctx, r.limit, len(items)); err != nil {
+			return applied, err
+		}
+		start := time.Now()
+		// Retrying stops when ctx ends, but an attempt under way runs to its
+		// end (commit or rollback) and the batch is then acknowledged, so
+		// what was fetched is applied once.
 		rejected, err := retry(ctx, log, "applying a batch", func(ctx context.Context) ([]Rejected, error) {
-			return r.target.Apply(ctx, lane, items, last)
+			rj, err := r.target.Apply(context.WithoutCancel(ctx), lane, items, last)
+			if err != nil {
+				metrics.ApplyErrors.WithLabelValues(r.cfg.Name, r.cfg.From).Inc()
+			}
+			return rj, err
 		})
 		if err != nil {
 			return applied, err
 		}
+		metrics.BatchSeconds.WithLabelValues(r.cfg.Name, r.cfg.From).Observe(time.Since(start).Seconds())
+		r.count(items, rejected)
 		for _, rj := range rejected {
-			if err := r.deadLetter(ctx, rj); err != nil {
+			if err := r.deadLetter(context.WithoutCancel(ctx), rj); err != nil {
 				return applied, err
 			}
 		}
@@ -213,6 +238,51 @@ func (r *Runner) applyBatch(ctx context.Context, log *slog.Logger, lane Lane, ms
 		log.Warn("acknowledging batch (it will be redelivered and skipped)", "err", err)
 	}
 	return last, nil
+}
+
+// count updates the applied, dead-letter and lag metrics for a committed
+// batch.
+func (r *Runner) count(items []Item, rejected []Rejected) {
+	bad := make(map[*pb.Event]bool, len(rejected))
+	for _, rj := range rejected {
+		bad[rj.Item.Event] = true
+		metrics.DeadLettered.WithLabelValues(r.cfg.Name, rj.Item.Event.GetTable()).Inc()
+	}
+	perTable := map[string]int{}
+	var newest int64
+	for _, it := range items {
+		if bad[it.Event] {
+			continue
+		}
+		perTable[it.Event.GetTable()]++
+		newest = max(newest, it.Event.GetCommitTimeUs())
+	}
+	for t, n := range perTable {
+		metrics.EventsApplied.WithLabelValues(r.cfg.Name, r.cfg.From, t).Add(float64(n))
+	}
+	if newest > 0 {
+		metrics.TargetLag.WithLabelValues(r.cfg.Name, r.cfg.From).Set(time.Since(time.UnixMicro(newest)).Seconds())
+	}
+}
+
+// watchPending keeps the pending gauge current; with nothing pending the
+// target has applied everything, so its lag is 0.
+func (r *Runner) watchPending(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		if n, err := r.Pending(ctx); err == nil {
+			metrics.ConsumerPending.WithLabelValues(r.cfg.Name, r.cfg.From).Set(float64(n))
+			if n == 0 {
+				metrics.TargetLag.WithLabelValues(r.cfg.Name, r.cfg.From).Set(0)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // deadLetter stores a rejected event with its reason; the batch is
@@ -327,3 +397,6 @@ func (r *Runner) Pending(ctx context.Context) (uint64, error) {
 
 // Name is the target's name.
 func (r *Runner) Name() string { return r.cfg.Name }
+
+// Ping checks the target's connection, for health checks.
+func (r *Runner) Ping(ctx context.Context) error { return r.target.Ping(ctx) }

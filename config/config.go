@@ -3,6 +3,7 @@ package config
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
 	"gopkg.in/yaml.v3"
 )
 
@@ -19,6 +21,13 @@ type Config struct {
 	Sources []Source `yaml:"sources"`
 	Targets []Target `yaml:"targets"`
 	Log     Log      `yaml:"log"`
+	Metrics Metrics  `yaml:"metrics"`
+}
+
+// Metrics says where the operator endpoints listen (/metrics, /_/varz,
+// /_/healthz, /debug/pprof/); empty turns them off.
+type Metrics struct {
+	Addr string `yaml:"addr"`
 }
 
 // NATS says where the event log lives. An empty URL runs the embedded server.
@@ -70,6 +79,9 @@ type Source struct {
 	// StatusInterval is how often the replication client reports its flushed
 	// position to the source.
 	StatusInterval Duration `yaml:"statusInterval"`
+	// ReadRowsPerSecond caps how fast the source is read (snapshot rows and
+	// changes); 0 means no cap.
+	ReadRowsPerSecond int `yaml:"readRowsPerSecond"`
 }
 
 // Target is one database ferry writes.
@@ -83,6 +95,9 @@ type Target struct {
 	BatchSize int `yaml:"batchSize"`
 	// Schema, when set, replaces the source schema of every table name.
 	Schema string `yaml:"schema"`
+	// WriteRowsPerSecond caps how fast rows are written to the target; 0
+	// means no cap.
+	WriteRowsPerSecond int `yaml:"writeRowsPerSecond"`
 }
 
 // Modes of a source.
@@ -171,6 +186,8 @@ func section(goType string) string {
 		return "nats.tls"
 	case "Log":
 		return "log"
+	case "Metrics":
+		return "metrics"
 	}
 	return "the top level"
 }
@@ -272,6 +289,9 @@ func (c *Config) check() error {
 		if s.SnapshotWorkers < 1 {
 			errs = append(errs, fmt.Errorf("%s.snapshotWorkers: must be positive", at))
 		}
+		if s.ReadRowsPerSecond < 0 {
+			errs = append(errs, fmt.Errorf("%s.readRowsPerSecond: must not be negative", at))
+		}
 	}
 	tnames := map[string]bool{}
 	for i, t := range c.Targets {
@@ -294,6 +314,9 @@ func (c *Config) check() error {
 		}
 		if t.BatchSize < 1 {
 			errs = append(errs, fmt.Errorf("%s.batchSize: must be positive", at))
+		}
+		if t.WriteRowsPerSecond < 0 {
+			errs = append(errs, fmt.Errorf("%s.writeRowsPerSecond: must not be negative", at))
 		}
 	}
 	return errors.Join(errs...)
@@ -336,3 +359,28 @@ func Redact(dsn string) string {
 }
 
 var passwordKV = regexp.MustCompile(`(?i)(password\s*=\s*)('[^']*'|[^\s&]+)`)
+
+// Limiter returns a limiter of n rows per second (nil for 0, no limit). Its
+// burst of one second's worth lets a batch of up to n rows through at once.
+func Limiter(n int) *rate.Limiter {
+	if n <= 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Limit(n), n)
+}
+
+// WaitRows waits until l allows n more rows; a nil l never waits. A batch
+// larger than the burst waits for its whole size in steps.
+func WaitRows(ctx context.Context, l *rate.Limiter, n int) error {
+	if l == nil {
+		return nil
+	}
+	for n > 0 {
+		step := min(n, l.Burst())
+		if err := l.WaitN(ctx, step); err != nil {
+			return err
+		}
+		n -= step
+	}
+	return nil
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferry-dev/ferry/appliers"
 	"github.com/ferry-dev/ferry/config"
+	"github.com/ferry-dev/ferry/internal/metrics"
 	"github.com/ferry-dev/ferry/producers"
 	"github.com/ferry-dev/ferry/streams"
 )
@@ -155,6 +156,29 @@ func run(ctx context.Context, cfg *config.Config, srcs []config.Source, tgts []c
 		}
 		defer tg.Close()
 		runners = append(runners, appliers.NewRunner(t, conn, tg, log))
+	}
+	if cfg.Metrics.Addr != "" {
+		health := &metrics.Health{}
+		health.Add("nats", func(ctx context.Context) error {
+			_, err := conn.JS.AccountInfo(ctx)
+			return err
+		})
+		for i, p := range prods {
+			if pp, ok := p.(interface{ Ping(context.Context) error }); ok {
+				health.Add("source "+srcs[i].Name, pp.Ping)
+			}
+		}
+		for _, r := range runners {
+			health.Add("target "+r.Name(), r.Ping)
+		}
+		mctx, stopMetrics := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopMetrics()
+		go func() {
+			if err := metrics.Serve(mctx, cfg.Metrics.Addr, health, log); err != nil {
+				fail(err)
+				stopProd()
+			}
+		}()
 	}
 	var prodWG, applyWG sync.WaitGroup
 	for _, p := range prods {

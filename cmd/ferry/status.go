@@ -27,6 +27,7 @@ type sourceStatus struct {
 	SnapshotDone   bool    `json:"snapshotDone"`
 	ChunksDone     int     `json:"chunksDone"`
 	ChunksTotal    int     `json:"chunksTotal"`
+	SnapshotRows   int64   `json:"snapshotRows"`
 	StreamMessages uint64  `json:"streamMessages"`
 	LastSequence   uint64  `json:"lastSequence"`
 }
@@ -38,6 +39,9 @@ type targetStatus struct {
 	Pending      uint64 `json:"pending"`
 	AckPending   int    `json:"ackPending"`
 	DeadLettered uint64 `json:"deadLettered"`
+	// LagSeconds is the age of the oldest message the target has not
+	// applied; 0 when nothing is pending.
+	LagSeconds float64 `json:"lagSeconds"`
 }
 
 type statusReport struct {
@@ -182,6 +186,15 @@ func collectStatus(ctx context.Context, cfg *config.Config, conn *streams.Conn) 
 				return nil, err
 			}
 			ss.ChunksDone += len(keys)
+			for _, k := range keys {
+				var done struct {
+					Rows int64 `json:"rows"`
+				}
+				if _, err := state.GetJSON(ctx, k, &done); err != nil {
+					return nil, err
+				}
+				ss.SnapshotRows += done.Rows
+			}
 		}
 		if st, err := conn.JS.Stream(ctx, streams.StreamName(s.Name)); err == nil {
 			info, err := st.Info(ctx)
@@ -208,6 +221,16 @@ func collectStatus(ctx context.Context, cfg *config.Config, conn *streams.Conn) 
 				}
 				ts.Pending += info.NumPending
 				ts.AckPending += info.NumAckPending
+				if info.NumPending+uint64(info.NumAckPending) > 0 {
+					st, err := conn.JS.Stream(ctx, streams.StreamName(t.From))
+					if err != nil {
+						return nil, err
+					}
+					m, err := st.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(streams.LaneFilter(t.From, lane)))
+					if err == nil {
+						ts.LagSeconds = max(ts.LagSeconds, time.Since(m.Time).Seconds())
+					}
+				}
 			}
 		}
 		if dlq != nil {
@@ -226,7 +249,7 @@ func collectStatus(ctx context.Context, cfg *config.Config, conn *streams.Conn) 
 func printStatus(w io.Writer, rep *statusReport) {
 	var b bytes.Buffer
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SOURCE\tPOSITION\tLAG\tSNAPSHOT\tSTREAM MSGS")
+	fmt.Fprintln(tw, "SOURCE\tPOSITION\tLAG\tSNAPSHOT\tROWS\tSTREAM MSGS")
 	for _, s := range rep.Sources {
 		snap := fmt.Sprintf("%d/%d chunks", s.ChunksDone, s.ChunksTotal)
 		if s.SnapshotDone {
@@ -236,12 +259,12 @@ func printStatus(w io.Writer, rep *statusReport) {
 		if s.LagSeconds > 0 {
 			lag = fmt.Sprintf("%.1fs", s.LagSeconds)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", s.Name, dash(s.Position), lag, snap, s.StreamMessages)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\n", s.Name, dash(s.Position), lag, snap, s.SnapshotRows, s.StreamMessages)
 	}
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "TARGET\tFROM\tPENDING\tIN FLIGHT\tDEAD LETTERS")
+	fmt.Fprintln(tw, "TARGET\tFROM\tPENDING\tIN FLIGHT\tLAG\tDEAD LETTERS")
 	for _, t := range rep.Targets {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\n", t.Name, t.From, t.Pending, t.AckPending, t.DeadLettered)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.1fs\t%d\n", t.Name, t.From, t.Pending, t.AckPending, t.LagSeconds, t.DeadLettered)
 	}
 	tw.Flush()
 	_, _ = w.Write(b.Bytes())

@@ -16,6 +16,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ferry-dev/ferry/config"
+	"github.com/ferry-dev/ferry/internal/metrics"
 	"github.com/ferry-dev/ferry/internal/pgcodec"
 	"github.com/ferry-dev/ferry/streams"
 	"github.com/ferry-dev/ferry/streams/pb"
@@ -37,6 +39,7 @@ type txState struct {
 	commit   pglogrepl.LSN
 	commitUs int64
 	index    uint32
+	tables   map[string]int // events per table, counted once acknowledged
 }
 
 // cdc streams the slot's changes. Events are published as they arrive (a
@@ -53,6 +56,7 @@ type cdc struct {
 	ackedTime atomic.Int64  // commit time of the newest acknowledged change
 	saved     pglogrepl.LSN // newest position saved in KV and confirmed
 	events    int64
+	ctx       context.Context
 }
 
 func (p *producer) stream(ctx context.Context, conn *pgconn.PgConn, start pglogrepl.LSN) error {
@@ -63,7 +67,7 @@ func (p *producer) stream(ctx context.Context, conn *pgconn.PgConn, start pglogr
 		return fmt.Errorf("source %s: starting replication from slot %s at %s: %w", p.cfg.Name, p.cfg.Slot, start, err)
 	}
 	p.log.Info("streaming changes", "slot", p.cfg.Slot, "from", start.String())
-	c := &cdc{p: p, conn: conn, relations: map[uint32]*relation{}, saved: start}
+	c := &cdc{p: p, conn: conn, relations: map[uint32]*relation{}, saved: start, ctx: ctx}
 	c.acked.Store(uint64(start))
 	c.ck = streams.NewCheckpointer(context.WithoutCancel(ctx), 16384)
 	runErr := c.loop(ctx)
@@ -125,7 +129,11 @@ func (c *cdc) loop(ctx context.Context) error {
 					// received; once it is acknowledged it is a safe
 					// restart point.
 					end := ka.ServerWALEnd
-					c.ck.Mark(func() error { c.advance(end, 0); return nil })
+					c.ck.Mark(func() error {
+						c.advance(end, 0)
+						metrics.SourceLag.WithLabelValues(c.p.cfg.Name).Set(0)
+						return nil
+					})
 				}
 				if ka.ReplyRequested {
 					next = time.Now()
@@ -136,6 +144,9 @@ func (c *cdc) loop(ctx context.Context) error {
 					return fmt.Errorf("source %s: parsing WAL data: %w", c.p.cfg.Name, err)
 				}
 				if err := c.handle(ctx, x.WALData); err != nil {
+					if ctx.Err() != nil {
+						return nil // stopping; the open transaction is read again on restart
+					}
 					return err
 				}
 			}
@@ -166,6 +177,7 @@ func (c *cdc) saveAndConfirm(ctx context.Context, replyRequested bool) error {
 			return fmt.Errorf("source %s: %w", c.p.cfg.Name, err)
 		}
 		c.saved = lsn
+		metrics.SourcePosition.WithLabelValues(c.p.cfg.Name).Set(float64(lsn))
 	}
 	err := pglogrepl.SendStandbyStatusUpdate(ctx, c.conn, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: c.saved, WALFlushPosition: c.saved, WALApplyPosition: c.saved,
@@ -190,10 +202,17 @@ func (c *cdc) handle(ctx context.Context, data []byte) error {
 	case *pglogrepl.RelationMessage:
 		return c.relation(ctx, m)
 	case *pglogrepl.BeginMessage:
-		c.tx = txState{open: true, xid: m.Xid, commit: m.FinalLSN, commitUs: m.CommitTime.UnixMicro()}
+		c.tx = txState{open: true, xid: m.Xid, commit: m.FinalLSN, commitUs: m.CommitTime.UnixMicro(), tables: map[string]int{}}
 	case *pglogrepl.CommitMessage:
-		end, us := m.TransactionEndLSN, c.tx.commitUs
-		c.ck.Mark(func() error { c.advance(end, us); return nil })
+		end, us, tables := m.TransactionEndLSN, c.tx.commitUs, c.tx.tables
+		c.ck.Mark(func() error {
+			c.advance(end, us)
+			for t, n := range tables {
+				metrics.EventsPublished.WithLabelValues(c.p.cfg.Name, t).Add(float64(n))
+			}
+			metrics.SourceLag.WithLabelValues(c.p.cfg.Name).Set(time.Since(time.UnixMicro(us)).Seconds())
+			return nil
+		})
 		c.tx.open = false
 	case *pglogrepl.InsertMessage:
 		rel, err := c.rel(m.RelationID)
@@ -476,6 +495,10 @@ func queryRawRow(ctx context.Context, pool *pgxpool.Pool, q string, args []any) 
 // LSN and the event's index inside it, which also makes its message id: a
 // change re-sent after a restart is stored once.
 func (c *cdc) publish(ev *pb.Event) error {
+	if err := config.WaitRows(c.ctx, c.p.limit, 1); err != nil {
+		return err
+	}
+	c.tx.tables[ev.Table]++
 	// The index is taken here, at publication, so that every event gets its
 	// own position even when one source change becomes two events.
 	ev.TxIndex = c.tx.index

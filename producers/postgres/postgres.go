@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/time/rate"
 
 	"github.com/ferry-dev/ferry/config"
 	"github.com/ferry-dev/ferry/internal/pgcodec"
@@ -37,6 +38,8 @@ type producer struct {
 	order  []string
 	// maxPayload is the largest message the NATS server takes.
 	maxPayload int
+	// limit caps rows read per second (nil: no cap).
+	limit *rate.Limiter
 }
 
 func poolConfig(cfg config.Source) (*pgxpool.Config, error) {
@@ -73,6 +76,7 @@ func open(ctx context.Context, cfg config.Source, env producers.Env) (producers.
 		log:        env.Log.With("source", cfg.Name),
 		tables:     map[string]*table{},
 		maxPayload: int(env.Conn.NC.MaxPayload()),
+		limit:      config.Limiter(cfg.ReadRowsPerSecond),
 	}, nil
 }
 
@@ -332,3 +336,6 @@ func (p *producer) saveSchema(ctx context.Context, t *table) error {
 	}
 	return p.env.State.PutJSON(ctx, streams.SchemaKey(p.cfg.Name, t.Name), ts)
 }
+
+// Ping checks the source connection, for health checks.
+func (p *producer) Ping(ctx context.Context) error { return p.pool.Ping(ctx) }

@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ferry-dev/ferry/config"
+	"github.com/ferry-dev/ferry/internal/metrics"
 	"github.com/ferry-dev/ferry/internal/pgcodec"
 	"github.com/ferry-dev/ferry/streams"
 	"github.com/ferry-dev/ferry/streams/pb"
@@ -54,6 +56,13 @@ func (p *producer) snapshot(ctx context.Context, snapName string) (bool, error) 
 			return false, err
 		}
 		plans[name] = pl
+		done, err := p.env.State.Keys(ctx, streams.ChunkPrefix(p.cfg.Name, name))
+		if err != nil {
+			return false, err
+		}
+		metrics.SnapshotChunksTotal.WithLabelValues(p.cfg.Name, name).Set(float64(pl.chunks()))
+		metrics.SnapshotChunksDone.WithLabelValues(p.cfg.Name, name).Set(float64(len(done)))
+		metrics.SnapshotRowsEstimate.WithLabelValues(p.cfg.Name, name).Set(float64(pl.EstRows))
 	}
 	cons, err := ws.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       "readers",
@@ -251,6 +260,9 @@ func (p *producer) snapshotWorker(ctx context.Context, ws jetstream.Stream, cons
 			if err := p.env.State.PutJSON(hctx, streams.ChunkKey(p.cfg.Name, w.Table, w.Chunk), map[string]int64{"rows": n}); err != nil {
 				return err
 			}
+			metrics.SnapshotChunksDone.WithLabelValues(p.cfg.Name, w.Table).Inc()
+			metrics.SnapshotRows.WithLabelValues(p.cfg.Name, w.Table).Add(float64(n))
+			metrics.EventsPublished.WithLabelValues(p.cfg.Name, w.Table).Add(float64(n))
 		}
 		if err := msg.DoubleAck(hctx); err != nil {
 			p.log.Warn("acknowledging snapshot work item", "err", err)
@@ -363,6 +375,11 @@ func (p *producer) readChunk(ctx context.Context, t *table, pl *plan, chunk int,
 		lb.events = append(lb.events, ev)
 		lb.size += size
 		n++
+		if n%256 == 0 {
+			if err := config.WaitRows(ctx, p.limit, 256); err != nil {
+				return 0, err
+			}
+		}
 		if len(lb.events) >= 2000 {
 			if err := flush(lane); err != nil {
 				return 0, err
