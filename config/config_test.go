@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -74,5 +75,43 @@ func TestRedact(t *testing.T) {
 		if got := Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestOperatorKeys(t *testing.T) {
+	doc := good + "metrics:\n  addr: 127.0.0.1:9090\n"
+	doc = strings.Replace(doc, "    publication: ferry_pg\n", "    publication: ferry_pg\n    readRowsPerSecond: 1000\n", 1)
+	doc = strings.Replace(doc, "    from: pg\n", "    from: pg\n    writeRowsPerSecond: 500\n", 1)
+	c, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Metrics.Addr != "127.0.0.1:9090" || c.Sources[0].ReadRowsPerSecond != 1000 || c.Targets[0].WriteRowsPerSecond != 500 {
+		t.Fatalf("parsed %+v %+v %+v", c.Metrics, c.Sources[0], c.Targets[0])
+	}
+	if _, err := Parse([]byte(strings.Replace(doc, "writeRowsPerSecond: 500", "writeRowsPerSecond: -1", 1))); err == nil || !strings.Contains(err.Error(), "targets[0].writeRowsPerSecond") {
+		t.Fatalf("negative rate: %v", err)
+	}
+}
+
+// A limiter of n rows/s lets a burst of n through at once and then paces:
+// 3n rows take about 2 seconds; no limiter never waits.
+func TestWaitRows(t *testing.T) {
+	ctx := context.Background()
+	if err := WaitRows(ctx, Limiter(0), 1_000_000); err != nil {
+		t.Fatal(err)
+	}
+	l := Limiter(1000)
+	start := time.Now()
+	if err := WaitRows(ctx, l, 3000); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 1900*time.Millisecond {
+		t.Fatalf("3000 rows at 1000/s took %s, want about 2s", d)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := WaitRows(cctx, l, 5000); err == nil {
+		t.Fatal("a cancelled wait must fail")
 	}
 }
