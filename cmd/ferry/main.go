@@ -49,7 +49,9 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
-	root.AddCommand(migrateCmd(), produceCmd(), applyCmd(), statusCmd(), versionCmd())
+	root.AddCommand(migrateCmd(), produceCmd(), applyCmd(), statusCmd(), versionCmd(),
+		checkCmd(),
+	)
 
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// ferry's live memory is bounded (batches and chunks are bounded);

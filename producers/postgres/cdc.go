@@ -277,7 +277,7 @@ func (c *cdc) relation(ctx context.Context, m *pglogrepl.RelationMessage) error 
 			break
 		}
 	}
-	for i, col := range m.Columns {
+	for _, col := range m.Columns {
 		typ := known[col.Name]
 		if typ == nil {
 			// Dropped again since; keep its text.
@@ -285,18 +285,20 @@ func (c *cdc) relation(ctx context.Context, m *pglogrepl.RelationMessage) error 
 		}
 		r.names = append(r.names, col.Name)
 		r.types = append(r.types, typ)
-		if col.Flags&1 != 0 {
-			r.key = append(r.key, i)
-		}
 	}
-	if len(r.key) == 0 {
-		// No replica identity key in the stream: use the primary key.
-		for _, k := range r.table.keyNames() {
-			for i, n := range r.names {
-				if n == k {
-					r.key = append(r.key, i)
-				}
+	// Events are keyed by the primary key, always: pgoutput's key flags
+	// follow the replica identity, which under FULL marks every column and
+	// would spread one row's changes over many lanes.
+	for _, k := range r.table.keyNames() {
+		found := false
+		for i, n := range r.names {
+			if n == k {
+				r.key = append(r.key, i)
+				found = true
 			}
+		}
+		if !found {
+			return fmt.Errorf("source %s: primary-key column %s.%s is not in the replication stream", c.p.cfg.Name, name, k)
 		}
 	}
 	c.relations[m.RelationID] = r

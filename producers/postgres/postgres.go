@@ -101,6 +101,11 @@ func (p *producer) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	if p.cfg.HasCDC() {
+		if err := p.checkReplicaIdentity(ctx); err != nil {
+			return err
+		}
+	}
 	if _, err := p.env.Conn.EnsureSourceStream(ctx, p.cfg.Name, p.cfg.Partitions); err != nil {
 		return err
 	}
@@ -339,3 +344,27 @@ func (p *producer) saveSchema(ctx context.Context, t *table) error {
 
 // Ping checks the source connection, for health checks.
 func (p *producer) Ping(ctx context.Context) error { return p.pool.Ping(ctx) }
+
+// checkReplicaIdentity refuses tables whose deletes and key changes would
+// not carry the primary key in the stream: REPLICA IDENTITY NOTHING, or
+// USING INDEX on an index other than the primary key. DEFAULT (the primary
+// key) and FULL (every column) both carry it.
+func (p *producer) checkReplicaIdentity(ctx context.Context) error {
+	for _, name := range p.order {
+		t := p.tables[name]
+		var ident string
+		var onPK bool
+		err := p.pool.QueryRow(ctx, `
+			SELECT c.relreplident::text,
+			       COALESCE((SELECT i.indisprimary FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident), false)
+			FROM pg_class c WHERE c.oid = $1::regclass`, t.Ident).Scan(&ident, &onPK)
+		if err != nil {
+			return fmt.Errorf("source %s: reading the replica identity of %s: %w", p.cfg.Name, name, err)
+		}
+		if ident == "n" || (ident == "i" && !onPK) {
+			return fmt.Errorf("source %s: table %s has REPLICA IDENTITY %s, so its deletes and key changes do not carry the primary key ferry orders changes by; run ALTER TABLE %s REPLICA IDENTITY DEFAULT;",
+				p.cfg.Name, name, map[string]string{"n": "NOTHING", "i": "USING INDEX (not the primary key)"}[ident], t.Ident)
+		}
+	}
+	return nil
+}
