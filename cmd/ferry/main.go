@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ferry-dev/ferry/config"
+	"github.com/ferry-dev/ferry/internal/progress"
 
 	// Connectors register themselves.
 	_ "github.com/ferry-dev/ferry/appliers/postgres"
@@ -50,7 +51,7 @@ func main() {
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
 	root.AddCommand(migrateCmd(), produceCmd(), applyCmd(), statusCmd(), versionCmd(),
-		checkCmd(),
+		checkCmd(), healthcheckCmd(),
 	)
 
 	if os.Getenv("GOMEMLIMIT") == "" {
@@ -124,7 +125,9 @@ func newLogger(c config.Log) *slog.Logger {
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	if strings.EqualFold(c.Format, "json") {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+		return slog.New(slog.NewJSONHandler(progress.LogWriter(os.Stderr), opts))
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	// Through the progress writer, log lines print above the bars instead
+	// of being drawn over.
+	return slog.New(slog.NewTextHandler(progress.LogWriter(os.Stderr), opts))
 }

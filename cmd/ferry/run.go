@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/ferry-dev/ferry/appliers"
 	"github.com/ferry-dev/ferry/config"
 	"github.com/ferry-dev/ferry/internal/metrics"
+	"github.com/ferry-dev/ferry/internal/progress"
 	"github.com/ferry-dev/ferry/producers"
 	"github.com/ferry-dev/ferry/streams"
 )
@@ -210,8 +212,15 @@ func run(ctx context.Context, cfg *config.Config, srcs []config.Source, tgts []c
 	}
 	prodDone := make(chan struct{})
 	go func() { prodWG.Wait(); close(prodDone) }()
-	progress := time.NewTicker(10 * time.Second)
-	defer progress.Stop()
+	// Progress: bars on a terminal, else a log line every 10 s. It runs on
+	// its own context so that the drain after a signal is shown too, and is
+	// stopped, its last numbers drawn, before the summary below.
+	progressCtx, stopProgress := context.WithCancel(context.WithoutCancel(ctx))
+	progressDone := make(chan struct{})
+	go func() {
+		defer close(progressDone)
+		progress.Run(progressCtx, os.Stderr, log, progress.DefaultInterval)
+	}()
 
 	finished := false
 	for !finished {
@@ -233,14 +242,14 @@ func run(ctx context.Context, cfg *config.Config, srcs []config.Source, tgts []c
 			}
 		case <-applyCtx.Done():
 			finished = true
-		case <-progress.C:
-			logProgress(log, runners)
 		}
 	}
 	stopProd()
 	prodWG.Wait()
 	stopApply()
 	applyWG.Wait()
+	stopProgress()
+	<-progressDone
 
 	mu.Lock()
 	defer mu.Unlock()
@@ -274,13 +283,6 @@ func waitApplied(ctx context.Context, runners []*appliers.Runner) error {
 		}
 		return true, nil
 	})
-}
-
-func logProgress(log *slog.Logger, runners []*appliers.Runner) {
-	for _, r := range runners {
-		pending, _ := r.Pending(context.Background())
-		log.Info("progress", "target", r.Name(), "applied", r.Stats.Applied.Load(), "pending", pending, "deadLettered", r.Stats.DeadLettered.Load())
-	}
 }
 
 func summary(log *slog.Logger, srcs []config.Source, runners []*appliers.Runner) {
