@@ -214,10 +214,10 @@ func (c *Config) setDefaults() {
 			s.Mode = ModeSnapshotCDC
 		}
 		if s.Slot == "" {
-			s.Slot = "ferry_" + identSafe(s.Name)
+			s.Slot = "ferry_" + IdentSafe(s.Name)
 		}
 		if s.Publication == "" {
-			s.Publication = "ferry_" + identSafe(s.Name)
+			s.Publication = "ferry_" + IdentSafe(s.Name)
 		}
 		if s.Partitions == 0 {
 			s.Partitions = 8
@@ -240,7 +240,9 @@ func (c *Config) setDefaults() {
 	}
 }
 
-func identSafe(s string) string {
+// IdentSafe folds a name into a plain lower-case SQL identifier (letters,
+// digits, '_'), as ferry's default slot and publication names are made.
+func IdentSafe(s string) string {
 	var b strings.Builder
 	for _, r := range strings.ToLower(s) {
 		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '_' {

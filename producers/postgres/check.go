@@ -159,7 +159,7 @@ func (c *sourceCheck) slot(ctx context.Context) {
 		return
 	}
 	c.slotExists, c.slotActive = true, active
-	other := fmt.Sprintf("slot names are server-wide: set sources[].slot to a name of its own (e.g. ferry_%s), or drop the slot if nothing uses it: SELECT pg_drop_replication_slot('%s');", identSafe(c.db+"_"+c.p.cfg.Name), name)
+	other := fmt.Sprintf("slot names are server-wide: set sources[].slot to a name of its own (e.g. ferry_%s), or drop the slot if nothing uses it: SELECT pg_drop_replication_slot('%s');", config.IdentSafe(c.db+"_"+c.p.cfg.Name), name)
 	switch {
 	case slotType != "logical":
 		c.add("slot", preflight.Block, fmt.Sprintf("replication slot %s is a %s slot; ferry needs a logical one", name, slotType), other)
@@ -192,18 +192,6 @@ func (c *sourceCheck) savedPosition(ctx context.Context) (string, bool) {
 		return "", false
 	}
 	return pos.Text, true
-}
-
-func identSafe(s string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(s) {
-		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '_' {
-			b.WriteRune(r)
-		} else {
-			b.WriteByte('_')
-		}
-	}
-	return b.String()
 }
 
 // capacity checks that a replication slot and a WAL sender are free for
