@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
-	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -66,11 +64,6 @@ func main() {
 			// saves about a tenth of ferry's CPU on a large snapshot.
 			debug.SetGCPercent(400)
 		}
-	}
-	if addr := os.Getenv("FERRY_PPROF"); addr != "" {
-		// Profiling on demand, for benchmarks; pprof registers on the
-		// default mux.
-		go func() { _ = http.ListenAndServe(addr, nil) }()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
