@@ -34,13 +34,24 @@ func Connect(ctx context.Context, cfg config.NATS, log *slog.Logger) (*Conn, err
 	c := &Conn{cfg: cfg, log: log}
 	url := cfg.URL
 	if url == "" {
-		srv, err := StartEmbedded(cfg)
-		if err != nil {
-			return nil, err
+		// Another ferry process of this pipeline may host the embedded
+		// server already (say `ferry produce` beside `ferry apply`): use
+		// it rather than fight over the port and the data dir.
+		url = "nats://" + cfg.Listen
+		if !reachable(cfg.Listen) {
+			srv, err := StartEmbedded(cfg)
+			if err != nil && !reachable(cfg.Listen) {
+				return nil, err
+			}
+			if err == nil {
+				c.embedded = srv
+				url = srv.ClientURL()
+				log.Info("embedded NATS started", "listen", url, "dataDir", cfg.DataDir)
+			}
 		}
-		c.embedded = srv
-		url = srv.ClientURL()
-		log.Info("embedded NATS started", "listen", url, "dataDir", cfg.DataDir)
+		if c.embedded == nil {
+			log.Info("using the embedded NATS of another ferry process", "listen", cfg.Listen)
+		}
 	}
 	opts := []nats.Option{
 		nats.Name("ferry"),
@@ -82,6 +93,16 @@ func Connect(ctx context.Context, cfg config.NATS, log *slog.Logger) (*Conn, err
 		return nil, fmt.Errorf("JetStream at %s is not available (is the server started with -js?): %w", redactURL(url), err)
 	}
 	return c, nil
+}
+
+// reachable reports whether something accepts connections on addr.
+func reachable(addr string) bool {
+	conn, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
 }
 
 // StartEmbedded runs a NATS server with JetStream inside this process.
