@@ -426,3 +426,22 @@ func TestReplicaIdentityFull(t *testing.T) {
 	p.assertEqual("public.accounts", "id")
 	mig.stop(t)
 }
+
+// A partitioned table: the snapshot reads the root; live changes to its
+// partitions arrive under the root's name and are applied.
+func TestPartitionedTable(t *testing.T) {
+	p := newPipeline(t)
+	p.both(`CREATE TABLE public.events (id bigint, at date, note text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+		CREATE TABLE public.events_2024 PARTITION OF public.events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+		CREATE TABLE public.events_2025 PARTITION OF public.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`)
+	p.srcExec(`INSERT INTO events SELECT i, date '2024-06-01' + (i % 400), 'n' || i FROM generate_series(1, 1000) i`)
+	p.writeConfig("mode: snapshot+cdc\ntables: [public.events]", "")
+	mig := p.start("migrate", "--config", p.cfgPath)
+	p.waitCaughtUp()
+	p.srcExec(`INSERT INTO events VALUES (5000, '2025-03-01', 'live')`)
+	p.srcExec(`UPDATE events SET note = 'changed' WHERE id % 10 = 0`)
+	p.srcExec(`DELETE FROM events WHERE id % 7 = 0`)
+	p.waitCaughtUp()
+	p.assertEqual("public.events", "id, at")
+	mig.stop(t)
+}

@@ -79,7 +79,9 @@ func Connect(ctx context.Context, cfg config.NATS, log *slog.Logger) (*Conn, err
 		return nil, fmt.Errorf("connecting to NATS at %s: %w", redactURL(url), err)
 	}
 	c.NC = nc
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	// A lost acknowledgement fails its future after the timeout instead of
+	// leaving the producer waiting forever.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(time.Minute))
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("opening JetStream: %w", err)

@@ -20,7 +20,10 @@ func (c *Conn) PublishAsync(subject, msgID string, data []byte) (jetstream.PubAc
 	m.Header.Set(jetstream.MsgIDHeader, msgID)
 	m.Header.Set("Content-Type", ContentType)
 	for {
-		f, err := c.JS.PublishMsgAsync(m)
+		// No transparent retry: a message retried later from a timer could
+		// be stored after ones published meanwhile, out of order. A failed
+		// publish fails the producer, which resumes from its saved position.
+		f, err := c.JS.PublishMsgAsync(m, jetstream.WithRetryAttempts(0))
 		if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
 			// Too many unacknowledged publishes: JetStream is slower than
 			// the source right now. Waiting here is the backpressure.
@@ -31,6 +34,20 @@ func (c *Conn) PublishAsync(subject, msgID string, data []byte) (jetstream.PubAc
 		}
 		return f, nil
 	}
+}
+
+// PublishSync sends one event message and waits for JetStream's answer,
+// which says whether the id was a duplicate.
+func (c *Conn) PublishSync(ctx context.Context, subject, msgID string, data []byte) (*jetstream.PubAck, error) {
+	m := nats.NewMsg(subject)
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, msgID)
+	m.Header.Set("Content-Type", ContentType)
+	ack, err := c.JS.PublishMsg(ctx, m, jetstream.WithRetryAttempts(0))
+	if err != nil {
+		return nil, fmt.Errorf("publishing to %s: %w", subject, err)
+	}
+	return ack, nil
 }
 
 // WaitAcks waits for every future; the first failure is returned.

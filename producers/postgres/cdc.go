@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -57,6 +58,11 @@ type cdc struct {
 	saved     pglogrepl.LSN // newest position saved in KV and confirmed
 	events    int64
 	ctx       context.Context
+	// replaying: events before the first one JetStream stores anew are
+	// repeats of what a previous run published; they go one at a time.
+	replaying bool
+	// epoch, once set, suffixes every message id of this run (see publish).
+	epoch string
 }
 
 func (p *producer) stream(ctx context.Context, conn *pgconn.PgConn, start pglogrepl.LSN) error {
@@ -67,7 +73,7 @@ func (p *producer) stream(ctx context.Context, conn *pgconn.PgConn, start pglogr
 		return fmt.Errorf("source %s: starting replication from slot %s at %s: %w", p.cfg.Name, p.cfg.Slot, start, err)
 	}
 	p.log.Info("streaming changes", "slot", p.cfg.Slot, "from", start.String())
-	c := &cdc{p: p, conn: conn, relations: map[uint32]*relation{}, saved: start, ctx: ctx}
+	c := &cdc{p: p, conn: conn, relations: map[uint32]*relation{}, saved: start, ctx: ctx, replaying: true}
 	c.acked.Store(uint64(start))
 	c.ck = streams.NewCheckpointer(context.WithoutCancel(ctx), 16384)
 	runErr := c.loop(ctx)
@@ -252,6 +258,8 @@ func (c *cdc) relation(ctx context.Context, m *pglogrepl.RelationMessage) error 
 	t := c.p.tables[name]
 	r := &relation{table: t}
 	if t == nil {
+		// A table the publication has but this pipeline does not move.
+		c.p.log.Info("skipping changes of a published table that is not in this pipeline", "table", name)
 		c.relations[m.RelationID] = r
 		return nil
 	}
@@ -516,8 +524,29 @@ func (c *cdc) publish(ev *pb.Event) error {
 			c.p.cfg.Name, ev.Table, keyString(ev.Key), len(data), c.p.maxPayload)
 	}
 	lane := streams.Lane(ev.Key, c.p.cfg.Partitions)
+	subject := streams.EventSubject(c.p.cfg.Name, ev.Table, lane)
 	id := fmt.Sprintf("%s:%016X:%d", c.p.cfg.Name, uint64(c.tx.commit), ev.TxIndex)
-	f, err := c.p.env.Conn.PublishAsync(streams.EventSubject(c.p.cfg.Name, ev.Table, lane), id, data)
+	if c.replaying {
+		// After a restart the stream may hold events past the saved
+		// position; their ids make JetStream drop the repeats. But if an
+		// earlier one is missing while later ones are there (a publish
+		// that failed while later ones went through, or ids older than the
+		// duplicate window), dedup would leave them out of order for good.
+		// So: repeat one at a time while JetStream says "duplicate"; from
+		// the first event it stores anew, every id of this run gets a
+		// fresh suffix, so all that follows is stored again, in order.
+		ack, err := c.p.env.Conn.PublishSync(c.ctx, subject, id, data)
+		if err != nil {
+			return fmt.Errorf("source %s: %w", c.p.cfg.Name, err)
+		}
+		if !ack.Duplicate {
+			c.replaying = false
+			c.epoch = strconv.FormatInt(time.Now().UnixNano(), 36)
+		}
+		c.events++
+		return nil
+	}
+	f, err := c.p.env.Conn.PublishAsync(subject, id+":"+c.epoch, data)
 	if err != nil {
 		return fmt.Errorf("source %s: %w", c.p.cfg.Name, err)
 	}

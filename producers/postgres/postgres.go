@@ -195,12 +195,31 @@ func (p *producer) ensurePublication(ctx context.Context) error {
 		idents = append(idents, p.tables[n].Ident)
 	}
 	if !exists {
-		q := "CREATE PUBLICATION " + quoteIdent(p.cfg.Publication) + " FOR TABLE " + strings.Join(idents, ", ")
+		// Changes to a partition are published under its root, the table
+		// ferry reads and names; without this they would arrive as the
+		// leaf partitions' own names.
+		q := "CREATE PUBLICATION " + quoteIdent(p.cfg.Publication) + " FOR TABLE " + strings.Join(idents, ", ") + " WITH (publish_via_partition_root = true)"
 		if _, err := p.pool.Exec(ctx, q); err != nil {
 			return fmt.Errorf("source %s: creating publication %s: %w", p.cfg.Name, p.cfg.Publication, err)
 		}
 		p.log.Info("created publication", "publication", p.cfg.Publication, "tables", len(idents))
 		return nil
+	}
+	var viaRoot bool
+	if err := p.pool.QueryRow(ctx, `SELECT pubviaroot FROM pg_publication WHERE pubname = $1`, p.cfg.Publication).Scan(&viaRoot); err != nil {
+		return fmt.Errorf("source %s: reading publication %s: %w", p.cfg.Name, p.cfg.Publication, err)
+	}
+	if !viaRoot {
+		for _, n := range p.order {
+			var partitioned bool
+			if err := p.pool.QueryRow(ctx, `SELECT relkind = 'p' FROM pg_class WHERE oid = $1::regclass`, p.tables[n].Ident).Scan(&partitioned); err != nil {
+				return fmt.Errorf("source %s: reading %s: %w", p.cfg.Name, n, err)
+			}
+			if partitioned {
+				return fmt.Errorf("source %s: table %s is partitioned but publication %s publishes changes under the partitions' names; run ALTER PUBLICATION %s SET (publish_via_partition_root = true);",
+					p.cfg.Name, n, p.cfg.Publication, quoteIdent(p.cfg.Publication))
+			}
+		}
 	}
 	rows, err := p.pool.Query(ctx, `SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1`, p.cfg.Publication)
 	if err != nil {
