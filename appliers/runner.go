@@ -138,6 +138,9 @@ func (r *Runner) runLane(ctx context.Context, lane Lane, cons jetstream.Consumer
 	if err != nil || ctx.Err() != nil {
 		return err
 	}
+	if err := r.checkWatermark(ctx, lane, applied); err != nil {
+		return err
+	}
 	maxBytes := batchBytes
 	for ctx.Err() == nil {
 		// Snapshot messages hold many rows each: a byte budget, not only a
@@ -238,6 +241,25 @@ func (r *Runner) applyBatch(ctx context.Context, log *slog.Logger, lane Lane, ms
 		log.Warn("acknowledging batch (it will be redelivered and skipped)", "err", err)
 	}
 	return last, nil
+}
+
+// checkWatermark refuses a lane whose applied sequence lies beyond the
+// stream's end: the stream was recreated, and the old watermark would skip
+// every new message up to it.
+func (r *Runner) checkWatermark(ctx context.Context, lane Lane, applied uint64) error {
+	st, err := r.conn.JS.Stream(ctx, streams.StreamName(lane.Source))
+	if err != nil {
+		return fmt.Errorf("opening stream of source %s: %w", lane.Source, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("reading stream of source %s: %w", lane.Source, err)
+	}
+	if applied > info.State.LastSeq {
+		return Permanent(fmt.Errorf("target %s has applied lane %d of source %s up to sequence %d, but stream %s ends at %d: the stream was recreated. Start the target over: empty its tables and delete its rows in ferry_state.applied (WHERE target = '%s')",
+			r.cfg.Name, lane.Partition, lane.Source, applied, streams.StreamName(lane.Source), info.State.LastSeq, r.cfg.Name))
+	}
+	return nil
 }
 
 // count updates the applied, dead-letter and lag metrics for a committed

@@ -445,3 +445,24 @@ func TestPartitionedTable(t *testing.T) {
 	p.assertEqual("public.events", "id, at")
 	mig.stop(t)
 }
+
+// Changing what a finished pipeline covers is refused with what to do: a
+// table added after the snapshot, and a switch from mode snapshot to
+// snapshot+cdc (no slot held the changes in between).
+func TestChangedPipelineIsRefused(t *testing.T) {
+	p := newPipeline(t)
+	p.both(`CREATE TABLE public.a (id int PRIMARY KEY); CREATE TABLE public.b (id int PRIMARY KEY)`)
+	p.srcExec(`INSERT INTO a SELECT generate_series(1, 10); INSERT INTO b SELECT generate_series(1, 10)`)
+	p.writeConfig("mode: snapshot\ntables: [public.a]", "")
+	if code, out := p.run(2*time.Minute, "migrate", "--config", p.cfgPath); code != 0 {
+		t.Fatalf("first migrate exited %d:\n%s", code, out)
+	}
+	p.writeConfig("mode: snapshot\ntables: [public.a, public.b]", "")
+	if code, out := p.run(time.Minute, "migrate", "--config", p.cfgPath); code != 1 || !strings.Contains(out, "public.b was added after") {
+		t.Fatalf("added table: exit %d, want 1 naming public.b:\n%s", code, out)
+	}
+	p.writeConfig("mode: snapshot+cdc\ntables: [public.a]", "")
+	if code, out := p.run(time.Minute, "migrate", "--config", p.cfgPath); code != 1 || !strings.Contains(out, "without a replication slot") {
+		t.Fatalf("mode switch: exit %d, want 1 explaining the missing slot:\n%s", code, out)
+	}
+}

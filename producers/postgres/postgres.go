@@ -114,6 +114,23 @@ func (p *producer) Run(ctx context.Context) error {
 		return err
 	}
 	needSnapshot := p.cfg.HasSnapshot() && !snap.Done
+	if snap.Done {
+		// The snapshot is finished and recorded: a table added to the
+		// config since has no rows in the stream, and after a snapshot
+		// taken without a slot no slot holds the changes made since.
+		done := map[string]bool{}
+		for _, t := range snap.Tables {
+			done[t] = true
+		}
+		for _, t := range p.order {
+			if !done[t] && p.cfg.HasSnapshot() {
+				return fmt.Errorf("source %s: table %s was added after this source's snapshot finished, and ferry does not snapshot added tables yet; move it with a source of its own (another name)", p.cfg.Name, t)
+			}
+		}
+		if p.cfg.HasCDC() && p.cfg.HasSnapshot() && snap.Consistent == "" {
+			return fmt.Errorf("source %s: the snapshot was taken in mode snapshot, without a replication slot, so no slot holds the changes made since; run snapshot+cdc under a new source name (or delete this source's stream and KV state and empty the targets)", p.cfg.Name)
+		}
+	}
 
 	var repl *pgconn.PgConn
 	var start pglogrepl.LSN
@@ -280,6 +297,10 @@ func (p *producer) ensureSlot(ctx context.Context, repl *pgconn.PgConn, needSnap
 	}
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
+		if !havePos && snap.Consistent != "" {
+			return 0, fmt.Errorf("source %s: replication slot %s is gone, but this source's snapshot was read against it (consistent at %s); the changes since are lost with it. Recreate the pipeline (delete stream %s and the ferry KV bucket, empty the targets) to start over",
+				p.cfg.Name, p.cfg.Slot, snap.Consistent, streams.StreamName(p.cfg.Name))
+		}
 		if havePos {
 			return 0, fmt.Errorf("source %s: replication slot %s is gone but ferry already streamed up to %s; changes since then cannot be recovered from the source. Recreate the pipeline (delete stream %s and the ferry KV bucket, empty the targets) to start over",
 				p.cfg.Name, p.cfg.Slot, pos.Text, streams.StreamName(p.cfg.Name))
@@ -317,6 +338,11 @@ func (p *producer) ensureSlot(ctx context.Context, repl *pgconn.PgConn, needSnap
 	var start pglogrepl.LSN
 	if confirmed != nil {
 		start, _ = pglogrepl.ParseLSN(*confirmed)
+		if snap.Consistent == "" {
+			// A slot made before ferry's first run: the stream starts at
+			// its confirmed position, which is what the snapshot meets.
+			snap.Consistent = *confirmed
+		}
 	}
 	if havePos && len(pos.Pos) >= 8 {
 		if l := pglogrepl.LSN(binary.BigEndian.Uint64(pos.Pos)); l > start {
