@@ -33,6 +33,9 @@ type Rejected struct {
 	Reason string
 }
 
+// DeadLetterFunc stores rejected events durably; an error fails the batch.
+type DeadLetterFunc func(ctx context.Context, rejected []Rejected) error
+
 // Target writes events into one target database.
 type Target interface {
 	// Applied returns the highest stream sequence already applied for lane,
@@ -41,10 +44,12 @@ type Target interface {
 	Applied(ctx context.Context, lane Lane) (uint64, error)
 	// Apply writes items in their order and records lastSeq as the lane's
 	// applied sequence, in one target transaction. Rows the target rejects
-	// for their data (a constraint, a value it cannot store) are returned and
-	// the rest is still applied; an error means nothing was committed and the
-	// batch may be retried. A missing table or column is an error naming it.
-	Apply(ctx context.Context, lane Lane, items []Item, lastSeq uint64) ([]Rejected, error)
+	// for their data (a constraint, a value it cannot store) are passed to
+	// deadLetter before that transaction commits (so a crash cannot lose
+	// them between the two) and returned; the rest is still applied. An
+	// error means nothing was committed and the batch may be retried. A
+	// missing table or column is an error naming it. deadLetter may be nil.
+	Apply(ctx context.Context, lane Lane, items []Item, lastSeq uint64, deadLetter DeadLetterFunc) ([]Rejected, error)
 	// Ping checks the connection, for health checks.
 	Ping(ctx context.Context) error
 	Close()

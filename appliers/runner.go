@@ -216,7 +216,7 @@ func (r *Runner) applyBatch(ctx context.Context, log *slog.Logger, lane Lane, ms
 		// end (commit or rollback) and the batch is then acknowledged, so
 		// what was fetched is applied once.
 		rejected, err := retry(ctx, log, "applying a batch", func(ctx context.Context) ([]Rejected, error) {
-			rj, err := r.target.Apply(context.WithoutCancel(ctx), lane, items, last)
+			rj, err := r.target.Apply(context.WithoutCancel(ctx), lane, items, last, r.deadLetters)
 			if err != nil {
 				metrics.ApplyErrors.WithLabelValues(r.cfg.Name, r.cfg.From).Inc()
 			}
@@ -227,11 +227,6 @@ func (r *Runner) applyBatch(ctx context.Context, log *slog.Logger, lane Lane, ms
 		}
 		metrics.BatchSeconds.WithLabelValues(r.cfg.Name, r.cfg.From).Observe(time.Since(start).Seconds())
 		r.count(items, rejected)
-		for _, rj := range rejected {
-			if err := r.deadLetter(context.WithoutCancel(ctx), rj); err != nil {
-				return applied, err
-			}
-		}
 		r.Stats.Applied.Add(int64(len(items) - len(rejected)))
 		r.Stats.DeadLettered.Add(int64(len(rejected)))
 		r.Stats.Batches.Add(1)
@@ -307,8 +302,19 @@ func (r *Runner) watchPending(ctx context.Context) {
 	}
 }
 
-// deadLetter stores a rejected event with its reason; the batch is
-// acknowledged only after this is durable, so the row is never lost.
+// deadLetters stores rejected events; the target calls it before it
+// commits the batch, and the ids are deterministic, so a batch retried
+// after a crash stores each dead letter once and none is lost.
+func (r *Runner) deadLetters(ctx context.Context, rejected []Rejected) error {
+	for _, rj := range rejected {
+		if err := r.deadLetter(ctx, rj); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deadLetter stores one rejected event with its reason.
 func (r *Runner) deadLetter(ctx context.Context, rj Rejected) error {
 	e := rj.Item.Event
 	data, err := streams.Encode(e)

@@ -56,13 +56,13 @@ func TestCopyPathDirectAndFallback(t *testing.T) {
 			t.Fatalf("rows differ: first got %v, want %v (of %d/%d)", got[0], want[0], len(got), len(want))
 		}
 	}
-	if _, err := tg.Apply(ctx, lane0, items(batch(0)...), 1); err != nil {
+	if _, err := tg.Apply(ctx, lane0, items(batch(0)...), 1, nil); err != nil {
 		t.Fatal(err)
 	}
 	check(0)
 	// The same keys again with new values: the direct COPY meets existing
 	// keys and the upsert takes over.
-	if _, err := tg.Apply(ctx, lane0, items(batch(1000)...), 2); err != nil {
+	if _, err := tg.Apply(ctx, lane0, items(batch(1000)...), 2, nil); err != nil {
 		t.Fatal(err)
 	}
 	check(1000)

@@ -220,7 +220,7 @@ CREATE TABLE public.alltypes (
 		events = append(events, &pb.Event{Source: "pg", Table: "public.alltypes", Op: pb.Op_OP_READ,
 			Key: &pb.Row{Names: []string{"id"}, Values: c.vals[:1]}, After: r})
 	}
-	rej, err := tg.Apply(context.Background(), lane0, items(events...), 4)
+	rej, err := tg.Apply(context.Background(), lane0, items(events...), 4, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +264,7 @@ func TestApplyIdempotentAndApplied(t *testing.T) {
 	)
 	want := [][]string{{"3", "cat", "30"}, {"4", "dan", "44"}, {"100", "ann", "10"}}
 	for round := 1; round <= 2; round++ {
-		rej, err := tg.Apply(ctx, lane0, batch, 1000)
+		rej, err := tg.Apply(ctx, lane0, batch, 1000, nil)
 		if err != nil || len(rej) != 0 {
 			t.Fatalf("round %d: %v %v", round, rej, err)
 		}
@@ -293,7 +293,7 @@ func TestApplyIdempotentAndApplied(t *testing.T) {
 		t.Errorf("default of created = %v", got)
 	}
 	// An empty batch still records its sequence.
-	if _, err := tg.Apply(ctx, lane0, nil, 1001); err != nil {
+	if _, err := tg.Apply(ctx, lane0, nil, 1001, nil); err != nil {
 		t.Fatal(err)
 	}
 	if seq, _ := tg.Applied(ctx, lane0); seq != 1001 {
@@ -308,7 +308,7 @@ func TestMissingTableAndColumnArePermanent(t *testing.T) {
 
 	e := ins(1, "a", 1)
 	e.Table = "public.nope"
-	_, err := tg.Apply(ctx, lane0, items(e), 1)
+	_, err := tg.Apply(ctx, lane0, items(e), 1, nil)
 	if !errors.Is(err, appliers.ErrPermanent) || !strings.Contains(err.Error(), "target pgt: table public.nope does not exist (events from source pg)") {
 		t.Errorf("missing table: %v", err)
 	}
@@ -316,7 +316,7 @@ func TestMissingTableAndColumnArePermanent(t *testing.T) {
 	e = ins(1, "a", 1)
 	e.After.Names = append(e.After.Names, "colname")
 	e.After.Values = append(e.After.Values, vInt(1))
-	_, err = tg.Apply(ctx, lane0, items(ins(2, "b", 2), e), 2)
+	_, err = tg.Apply(ctx, lane0, items(ins(2, "b", 2), e), 2, nil)
 	if !errors.Is(err, appliers.ErrPermanent) || !strings.Contains(err.Error(), "public.orders.colname") {
 		t.Errorf("missing column: %v", err)
 	}
@@ -333,7 +333,7 @@ func TestMissingTableAndColumnArePermanent(t *testing.T) {
 	if err := srv.Exec(ctx, db, "ALTER TABLE orders ADD COLUMN colname int"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tg.Apply(ctx, lane0, items(ins(2, "b", 2), e), 2); err != nil {
+	if _, err := tg.Apply(ctx, lane0, items(ins(2, "b", 2), e), 2, nil); err != nil {
 		t.Fatalf("after ALTER TABLE: %v", err)
 	}
 	if got := query(t, cfg, "SELECT id, colname FROM orders ORDER BY id"); !reflect.DeepEqual(got, [][]string{{"1", "1"}, {"2", "NULL"}}) {
@@ -346,11 +346,11 @@ func TestMissingTableAndColumnArePermanent(t *testing.T) {
 	if err := srv.Exec(ctx, db, "ALTER TABLE orders DROP COLUMN note"); err != nil {
 		t.Fatal(err)
 	}
-	_, err = tg.Apply(ctx, lane0, items(ins(3, "c", 3)), 3)
+	_, err = tg.Apply(ctx, lane0, items(ins(3, "c", 3)), 3, nil)
 	if err == nil || errors.Is(err, appliers.ErrPermanent) {
 		t.Errorf("first attempt after DROP COLUMN: %v, want a retryable error", err)
 	}
-	_, err = tg.Apply(ctx, lane0, items(ins(3, "c", 3)), 3)
+	_, err = tg.Apply(ctx, lane0, items(ins(3, "c", 3)), 3, nil)
 	if !errors.Is(err, appliers.ErrPermanent) || !strings.Contains(err.Error(), "column public.orders.note does not exist") {
 		t.Errorf("retry after DROP COLUMN: %v", err)
 	}
@@ -367,7 +367,7 @@ func TestCheckViolationIsRejected(t *testing.T) {
 	ctx := context.Background()
 
 	bad := ins(3, "cat", -1) // violates CHECK (qty >= 0)
-	rej, err := tg.Apply(ctx, lane0, items(ins(1, "ann", 1), ins(2, "bob", 2), bad, ins(4, "dan", 4), upd(1, "ann", 11)), 50)
+	rej, err := tg.Apply(ctx, lane0, items(ins(1, "ann", 1), ins(2, "bob", 2), bad, ins(4, "dan", 4), upd(1, "ann", 11)), 50, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,7 +401,7 @@ func TestCheckViolationIsRejected(t *testing.T) {
 		line(5, vNative("10.0.0.5"), vText("a\x00b")), // NUL: no text form
 		line(6, vNative("10.0.0.6"), vInt(6)),
 	}
-	rej, err = tg.Apply(ctx, lane0, items(batch...), 60)
+	rej, err = tg.Apply(ctx, lane0, items(batch...), 60, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -433,7 +433,7 @@ func TestPartialUpdateKeepsUnchangedColumn(t *testing.T) {
 	if _, err := tg.Apply(ctx, lane0, items(
 		doc(pb.Op_OP_INSERT, 1, "body", vText(body), "n", vInt(1), "tag", vText("a")),
 		doc(pb.Op_OP_INSERT, 2, "body", vText(body), "n", vInt(1), "tag", vText("a")),
-	), 2); err != nil {
+	), 2, nil); err != nil {
 		t.Fatal(err)
 	}
 	p1 := doc(pb.Op_OP_UPDATE, 1, "n", vInt(2), "tag", vText("b"))
@@ -442,7 +442,7 @@ func TestPartialUpdateKeepsUnchangedColumn(t *testing.T) {
 	p2.Unchanged = []string{"body"}
 	p3 := doc(pb.Op_OP_UPDATE, 2, "n", vInt(9), "tag", vNull())
 	p3.Unchanged = []string{"body"}
-	if _, err := tg.Apply(ctx, lane0, items(p1, p2, p3), 5); err != nil {
+	if _, err := tg.Apply(ctx, lane0, items(p1, p2, p3), 5, nil); err != nil {
 		t.Fatal(err)
 	}
 	got := query(t, cfg, "SELECT id, body = repeat('large TOASTed body ', 10000), n, tag FROM docs ORDER BY id")
@@ -453,7 +453,7 @@ func TestPartialUpdateKeepsUnchangedColumn(t *testing.T) {
 	mv := doc(pb.Op_OP_UPDATE, 10, "n", vInt(4), "tag", vText("moved"))
 	mv.Before = row("id", vInt(1))
 	mv.Unchanged = []string{"body"}
-	if _, err := tg.Apply(ctx, lane0, items(mv), 6); err != nil {
+	if _, err := tg.Apply(ctx, lane0, items(mv), 6, nil); err != nil {
 		t.Fatal(err)
 	}
 	got = query(t, cfg, "SELECT id, body = repeat('large TOASTed body ', 10000), n, tag FROM docs ORDER BY id")
@@ -474,7 +474,7 @@ func TestSchemaOverrideAndCockroachTypeOnPostgres(t *testing.T) {
 	if d := tg.(*Target).dialect; d != dialectPostgres {
 		t.Errorf("dialect %v on a PostgreSQL server", d)
 	}
-	if _, err := tg.Apply(context.Background(), lane0, items(ins(1, "a", 1)), 1); err != nil {
+	if _, err := tg.Apply(context.Background(), lane0, items(ins(1, "a", 1)), 1, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := query(t, cfg, "SELECT id FROM mig.orders"); !reflect.DeepEqual(got, [][]string{{"1"}}) {
@@ -491,7 +491,7 @@ func TestIdentityAlwaysTakesSourceValues(t *testing.T) {
 	tg := openTarget(t, cfg)
 	e := &pb.Event{Source: "pg", Table: "public.ids", Op: pb.Op_OP_READ,
 		After: row("id", vInt(42), "v", vText("abc"), "total", vInt(999))}
-	if _, err := tg.Apply(context.Background(), lane0, items(e), 1); err != nil {
+	if _, err := tg.Apply(context.Background(), lane0, items(e), 1, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := query(t, cfg, "SELECT id, v, total FROM ids"); !reflect.DeepEqual(got, [][]string{{"42", "abc", "3"}}) {
@@ -514,7 +514,7 @@ func TestConcurrentLanes(t *testing.T) {
 				for i := range 20 {
 					evs = append(evs, ins(int64(l*10000+b*100+i), "c", 1))
 				}
-				if _, err := tg.Apply(context.Background(), lane, items(evs...), uint64(b+1)); err != nil {
+				if _, err := tg.Apply(context.Background(), lane, items(evs...), uint64(b+1), nil); err != nil {
 					errs <- err
 					return
 				}
@@ -580,7 +580,7 @@ func BenchmarkApplyUpsert(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	for n := range b.N {
-		if _, err := tg.Apply(ctx, lane0, pre[n%len(pre)], uint64(n+1)); err != nil {
+		if _, err := tg.Apply(ctx, lane0, pre[n%len(pre)], uint64(n+1), nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -597,7 +597,7 @@ func TestLargeSegment(t *testing.T) {
 		evs = append(evs, ins(int64(i), "c", int64(i)))
 	}
 	evs = append(evs, upd(0, "last", 7)) // moves key 0 to the end of the segment
-	if _, err := tg.Apply(context.Background(), lane0, items(evs...), 1); err != nil {
+	if _, err := tg.Apply(context.Background(), lane0, items(evs...), 1, nil); err != nil {
 		t.Fatal(err)
 	}
 	got := query(t, cfg, "SELECT count(*), sum(qty), min(customer) FILTER (WHERE id = 0) FROM orders")
@@ -623,7 +623,7 @@ CREATE TABLE public.child (id bigint PRIMARY KEY,
 		ev("child", "id", vInt(10), "parent_id", vInt(1)),
 		bad,
 		ev("child", "id", vInt(12), "parent_id", vInt(1)),
-	), 4)
+	), 4, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -656,7 +656,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON public.orders TO ferry_user_`+db); err !
 	}
 	cfg.DSN = strings.Replace(cfg.DSN, "//postgres@", "//ferry_user_"+db+"@", 1)
 	tg := openTarget(t, cfg)
-	if _, err := tg.Apply(context.Background(), lane0, items(ins(1, "a", 1)), 1); err != nil {
+	if _, err := tg.Apply(context.Background(), lane0, items(ins(1, "a", 1)), 1, nil); err != nil {
 		t.Fatal(err)
 	}
 	if seq, err := tg.Applied(context.Background(), lane0); err != nil || seq != 1 {

@@ -291,7 +291,7 @@ func (t *Target) forgetAll() {
 }
 
 // Apply writes the batch and the lane's sequence in one transaction.
-func (t *Target) Apply(ctx context.Context, lane appliers.Lane, items []appliers.Item, lastSeq uint64) ([]appliers.Rejected, error) {
+func (t *Target) Apply(ctx context.Context, lane appliers.Lane, items []appliers.Item, lastSeq uint64, deadLetter appliers.DeadLetterFunc) ([]appliers.Rejected, error) {
 	if lastSeq > math.MaxInt64 {
 		return nil, appliers.Permanent(fmt.Errorf("target %s: stream sequence %d does not fit ferry_state.applied.seq (bigint)", t.cfg.Name, lastSeq))
 	}
@@ -304,6 +304,9 @@ func (t *Target) Apply(ctx context.Context, lane appliers.Lane, items []appliers
 			if err := t.exec(ctx, tx, s); err != nil {
 				return err
 			}
+		}
+		if err := storeDeadLetters(ctx, deadLetter, p.rejectedOnly()); err != nil {
+			return err
 		}
 		return t.writeApplied(ctx, tx, lane, lastSeq)
 	})
@@ -320,7 +323,19 @@ func (t *Target) Apply(ctx context.Context, lane appliers.Lane, items []appliers
 	// lets the event-by-event pass find it.
 	var ce *commitError
 	immediate := errors.As(err, &ce) && t.dialect == dialectPostgres
-	return t.applyOneByOne(ctx, lane, p, lastSeq, immediate)
+	return t.applyOneByOne(ctx, lane, p, lastSeq, immediate, deadLetter)
+}
+
+// storeDeadLetters hands rejected events to deadLetter inside the batch's
+// transaction, before its commit.
+func storeDeadLetters(ctx context.Context, deadLetter appliers.DeadLetterFunc, rejected []appliers.Rejected) error {
+	if deadLetter == nil || len(rejected) == 0 {
+		return nil
+	}
+	if err := deadLetter(ctx, rejected); err != nil {
+		return fmt.Errorf("storing %d rejected rows: %w", len(rejected), err)
+	}
+	return nil
 }
 
 func (t *Target) applyErr(err error, lane appliers.Lane, n int) error {
@@ -347,7 +362,7 @@ func (p *plan) rejectedOnly() []appliers.Rejected {
 // under its own savepoint: an event the server refuses for its data is
 // rolled back and returned, the others are committed with the sequence.
 // immediate makes deferred constraints be checked after each statement.
-func (t *Target) applyOneByOne(ctx context.Context, lane appliers.Lane, p *plan, lastSeq uint64, immediate bool) ([]appliers.Rejected, error) {
+func (t *Target) applyOneByOne(ctx context.Context, lane appliers.Lane, p *plan, lastSeq uint64, immediate bool, deadLetter appliers.DeadLetterFunc) ([]appliers.Rejected, error) {
 	var rejected []appliers.Rejected
 	err := t.inTx(ctx, func(tx pgx.Tx) error {
 		rejected = rejected[:0] // the closure reruns on a retryable error
@@ -387,6 +402,9 @@ func (t *Target) applyOneByOne(ctx context.Context, lane appliers.Lane, p *plan,
 			if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT ferry_event"); err != nil {
 				return fmt.Errorf("releasing savepoint: %w", err)
 			}
+		}
+		if err := storeDeadLetters(ctx, deadLetter, rejected); err != nil {
+			return err
 		}
 		return t.writeApplied(ctx, tx, lane, lastSeq)
 	})
