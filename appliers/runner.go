@@ -141,6 +141,16 @@ func (r *Runner) runLane(ctx context.Context, lane Lane, cons jetstream.Consumer
 	if err := r.checkWatermark(ctx, lane, applied); err != nil {
 		return err
 	}
+	// Deliveries are numbered by the consumer; a gap means messages the
+	// server counts as delivered never arrived (a connection lost during a
+	// fetch), and acknowledging later ones (AckAll) would acknowledge them
+	// too. So a gap restarts the lane's consumer right after what the
+	// target holds.
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("reading consumer of lane %d: %w", lane.Partition, err)
+	}
+	nextDelivery := info.Delivered.Consumer + 1
 	maxBytes := batchBytes
 	for ctx.Err() == nil {
 		// Snapshot messages hold many rows each: a byte budget, not only a
@@ -172,6 +182,18 @@ func (r *Runner) runLane(ctx context.Context, lane Lane, cons jetstream.Consumer
 		if len(msgs) == 0 {
 			continue
 		}
+		if gap := deliveryGap(msgs, nextDelivery); gap {
+			log.Warn("messages delivered to this lane never arrived; restarting its consumer after the target's applied sequence", "applied", applied)
+			if cons, err = r.conn.ResetLaneConsumer(ctx, lane.Source, r.cfg.Name, lane.Partition, r.cfg.BatchSize, applied+1); err != nil {
+				return err
+			}
+			r.mu.Lock()
+			r.consumers[lane.Partition] = cons
+			r.mu.Unlock()
+			nextDelivery = 1
+			continue
+		}
+		nextDelivery += uint64(len(msgs))
 		next, err := r.applyBatch(ctx, log, lane, msgs, applied)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -236,6 +258,19 @@ func (r *Runner) applyBatch(ctx context.Context, log *slog.Logger, lane Lane, ms
 		log.Warn("acknowledging batch (it will be redelivered and skipped)", "err", err)
 	}
 	return last, nil
+}
+
+// deliveryGap reports whether msgs do not continue the consumer's delivery
+// numbering at next without holes.
+func deliveryGap(msgs []jetstream.Msg, next uint64) bool {
+	for _, m := range msgs {
+		md, err := m.Metadata()
+		if err != nil || md.Sequence.Consumer != next {
+			return true
+		}
+		next++
+	}
+	return false
 }
 
 // checkWatermark refuses a lane whose applied sequence lies beyond the

@@ -134,6 +134,35 @@ func ConsumerName(target string, lane int) string {
 func (c *Conn) EnsureLaneConsumer(ctx context.Context, source, target string, lane int, maxBatch int) (jetstream.Consumer, error) {
 	name := ConsumerName(target, lane)
 	stream := StreamName(source)
+	cons, err := c.JS.Consumer(ctx, stream, name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return c.createLaneConsumer(ctx, source, target, lane, maxBatch, 0)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening consumer %s on stream %s: %w", name, stream, err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading consumer %s on stream %s: %w", name, stream, err)
+	}
+	if info.NumAckPending == 0 && info.Delivered.Stream <= info.AckFloor.Stream {
+		return cons, nil
+	}
+	return c.ResetLaneConsumer(ctx, source, target, lane, maxBatch, info.AckFloor.Stream+1)
+}
+
+// ResetLaneConsumer recreates a lane's consumer to deliver from stream
+// sequence start on (the first message of the lane at or after it).
+func (c *Conn) ResetLaneConsumer(ctx context.Context, source, target string, lane, maxBatch int, start uint64) (jetstream.Consumer, error) {
+	name := ConsumerName(target, lane)
+	if err := c.JS.DeleteConsumer(ctx, StreamName(source), name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("resetting consumer %s on stream %s: %w", name, StreamName(source), err)
+	}
+	return c.createLaneConsumer(ctx, source, target, lane, maxBatch, start)
+}
+
+func (c *Conn) createLaneConsumer(ctx context.Context, source, target string, lane, maxBatch int, start uint64) (jetstream.Consumer, error) {
+	name := ConsumerName(target, lane)
 	cfg := jetstream.ConsumerConfig{
 		Durable:       name,
 		Description:   fmt.Sprintf("target %s, lane %d of source %s", target, lane, source),
@@ -146,28 +175,13 @@ func (c *Conn) EnsureLaneConsumer(ctx context.Context, source, target string, la
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		Replicas:      c.cfg.Replicas,
 	}
-	cons, err := c.JS.Consumer(ctx, stream, name)
-	if err == nil {
-		info, err := cons.Info(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("reading consumer %s on stream %s: %w", name, stream, err)
-		}
-		if info.NumAckPending == 0 && info.Delivered.Stream <= info.AckFloor.Stream {
-			return cons, nil
-		}
-		if err := c.JS.DeleteConsumer(ctx, stream, name); err != nil {
-			return nil, fmt.Errorf("resetting consumer %s on stream %s: %w", name, stream, err)
-		}
-		if floor := info.AckFloor.Stream; floor > 0 {
-			cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-			cfg.OptStartSeq = floor + 1
-		}
-	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, fmt.Errorf("opening consumer %s on stream %s: %w", name, stream, err)
+	if start > 1 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = start
 	}
-	cons, err = c.JS.CreateOrUpdateConsumer(ctx, stream, cfg)
+	cons, err := c.JS.CreateOrUpdateConsumer(ctx, StreamName(source), cfg)
 	if err != nil {
-		return nil, fmt.Errorf("creating consumer %s on stream %s: %w", name, stream, err)
+		return nil, fmt.Errorf("creating consumer %s on stream %s: %w", name, StreamName(source), err)
 	}
 	return cons, nil
 }
