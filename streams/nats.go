@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -120,6 +122,16 @@ func StartEmbedded(cfg config.NATS) (*server.Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("nats.dataDir %s: %w", cfg.DataDir, err)
 	}
+	// nats-server does not lock its store; two servers on one data dir
+	// would corrupt it. The lock lives as long as this process.
+	lock, err := os.OpenFile(filepath.Join(cfg.DataDir, "ferry.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("nats.dataDir %s: %w", cfg.DataDir, err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("nats.dataDir %s is in use by another ferry process (its embedded NATS); connect to that one (nats.listen) or use another data dir", cfg.DataDir)
+	}
 	opts := &server.Options{
 		ServerName: "ferry",
 		Host:       host,
@@ -132,11 +144,17 @@ func StartEmbedded(cfg config.NATS) (*server.Server, error) {
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("starting embedded NATS: %w", err)
 	}
+	go func() {
+		srv.WaitForShutdown()
+		lock.Close() // releases the lock
+	}()
 	go srv.Start()
 	if !srv.ReadyForConnections(15 * time.Second) {
 		srv.Shutdown()
+		srv.WaitForShutdown()
 		return nil, fmt.Errorf("embedded NATS did not start listening on %s (is the port in use by another ferry?)", cfg.Listen)
 	}
 	if !srv.JetStreamEnabled() {

@@ -244,3 +244,13 @@ func TestLaneMatchesDeterministicProto(t *testing.T) {
 		t.Fatalf("Lane = %d, want %d", Lane(key, 16), want)
 	}
 }
+
+// Two embedded servers never share a data dir.
+func TestDataDirLocked(t *testing.T) {
+	c := embedded(t)
+	cfg := c.cfg
+	cfg.Listen = "127.0.0.1:-1"
+	if _, err := StartEmbedded(cfg); err == nil || !strings.Contains(err.Error(), "in use by another ferry") {
+		t.Fatalf("second server on the same data dir: %v", err)
+	}
+}

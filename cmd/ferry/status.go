@@ -88,6 +88,19 @@ cut-over check), or 1 when --timeout passes first.`,
 					}
 					return err
 				}
+				// Caught up is not complete while rows wait in the
+				// dead-letter stream: cutting over would lose them.
+				rep, err := collectStatus(wctx, cfg, conn)
+				if err != nil {
+					return err
+				}
+				var dead uint64
+				for _, t := range rep.Targets {
+					dead += t.DeadLettered
+				}
+				if dead > 0 {
+					return fmt.Errorf("targets caught up, but %d rows are in the dead-letter stream %s and are not on the targets; fix them before cutting over", dead, streams.DLQStream)
+				}
 				fmt.Fprintln(cmd.OutOrStdout(), "caught up: every target has applied everything up to the sources' positions at the start of this check")
 				return nil
 			}
