@@ -42,7 +42,8 @@ func Connect(ctx context.Context, cfg config.NATS, log *slog.Logger) (*Conn, err
 		url = "nats://" + cfg.Listen
 		if !reachable(cfg.Listen) {
 			srv, err := StartEmbedded(cfg)
-			if err != nil && !reachable(cfg.Listen) {
+			if err != nil && !waitReachable(ctx, cfg.Listen, 15*time.Second) {
+				// Not a ferry still starting its server either.
 				return nil, err
 			}
 			if err == nil {
@@ -107,6 +108,21 @@ func reachable(addr string) bool {
 	}
 	conn.Close()
 	return true
+}
+
+// waitReachable waits up to d for something to accept connections on addr:
+// another ferry that holds the data dir may still be starting its server.
+func waitReachable(ctx context.Context, addr string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if reachable(addr) {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // StartEmbedded runs a NATS server with JetStream inside this process.
