@@ -353,3 +353,19 @@ func TestCheck(t *testing.T) {
 		}
 	})
 }
+
+// Foreign keys and secondary unique indexes on a target table are reported
+// as warnings with the statement that drops them until cut-over.
+func TestCheckWarnsOfTargetConstraints(t *testing.T) {
+	p := newPipeline(t)
+	p.both(`CREATE TABLE public.parents (id int PRIMARY KEY, email text);
+		CREATE TABLE public.kids (id int PRIMARY KEY, parent int)`)
+	p.dstExec(`CREATE UNIQUE INDEX parents_email ON public.parents (email);
+		ALTER TABLE public.kids ADD CONSTRAINT kids_parent FOREIGN KEY (parent) REFERENCES public.parents (id)`)
+	p.writeConfig("mode: snapshot", "")
+	code, out := p.check()
+	if code != 0 {
+		t.Fatalf("warnings must not block: exit %d:\n%s", code, out)
+	}
+	mustContain(t, out, "unique index parents_email", "DROP INDEX parents_email;", "foreign key kids_parent", "DROP CONSTRAINT kids_parent;")
+}

@@ -231,6 +231,7 @@ func (c *targetCheck) table(ctx context.Context, src preflight.Table) {
 	problems := len(c.fs)
 	c.columns(src, tt, details)
 	c.primaryKey(ctx, src, tt, pkName)
+	c.constraints(ctx, tt)
 	var missing []string
 	for _, p := range []string{"SELECT", "INSERT", "UPDATE", "DELETE"} {
 		if !privileges[p] {
@@ -247,6 +248,44 @@ func (c *targetCheck) table(ctx context.Context, src preflight.Table) {
 			msg += fmt.Sprintf(", primary key (%s) matches the source key", strings.Join(src.Key, ", "))
 		}
 		c.add("table", preflight.OK, msg, "")
+	}
+}
+
+// constraints warns of foreign keys and unique indexes other than the
+// primary key: ferry applies different keys in parallel lanes, so a child
+// row may arrive before its parent and a key change may briefly collide with
+// the row it replaces; the target would reject those rows (they go to the
+// dead-letter stream). They belong on the target at cut-over.
+func (c *targetCheck) constraints(ctx context.Context, tt *table) {
+	rows, err := c.t.pool.Query(ctx, `
+		SELECT 'foreign key ' || quote_ident(conname), 'ALTER TABLE ' || conrelid::regclass::text || ' DROP CONSTRAINT ' || quote_ident(conname) || ';'
+		FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'f'
+		UNION ALL
+		SELECT 'unique index ' || quote_ident(ic.relname),
+		       CASE WHEN con.oid IS NOT NULL
+		            THEN 'ALTER TABLE ' || i.indrelid::regclass::text || ' DROP CONSTRAINT ' || quote_ident(con.conname) || ';'
+		            ELSE 'DROP INDEX ' || i.indexrelid::regclass::text || ';' END
+		FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+		LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.contype = 'u'
+		WHERE i.indrelid = $1::regclass AND i.indisunique AND NOT i.indisprimary
+		ORDER BY 1`, tt.ident)
+	if err != nil {
+		c.failed("constraints", "reading constraints of "+tt.String(), err)
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var what, fix string
+		if err := rows.Scan(&what, &fix); err != nil {
+			c.failed("constraints", "reading constraints of "+tt.String(), err)
+			return
+		}
+		c.add("constraints", preflight.Warn,
+			fmt.Sprintf("%s has a %s: ferry applies different keys in parallel, so rows may briefly violate it and be sent to the dead-letter stream; add it at cut-over instead", tt, what),
+			fix+" -- and recreate it at cut-over")
+	}
+	if err := rows.Err(); err != nil {
+		c.failed("constraints", "reading constraints of "+tt.String(), err)
 	}
 }
 
