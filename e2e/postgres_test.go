@@ -281,13 +281,7 @@ func TestBadInput(t *testing.T) {
 	})
 	t.Run("wal_level not logical", func(t *testing.T) {
 		p := newPipeline(t)
-		plain := plainServer(t)
-		if err := plain.CreateDB(context.Background(), "app"); err != nil {
-			t.Fatal(err)
-		}
-		if err := plain.Exec(context.Background(), "app", "CREATE TABLE t (id int PRIMARY KEY)"); err != nil {
-			t.Fatal(err)
-		}
+		plain := plainSource(t)
 		p.writeConfig("mode: snapshot+cdc", "")
 		writeFile(t, p.cfgPath, strings.Replace(readFile(t, p.cfgPath), p.src.DSN(p.srcDB), plain.DSN("app"), 1))
 		code, out := p.run(time.Minute, "migrate", "--config", p.cfgPath)

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -46,8 +47,16 @@ func startNATS(t *testing.T) string {
 	return srv.ClientURL()
 }
 
-// plainServer starts a PostgreSQL without logical decoding.
-func plainServer(t *testing.T) *pgtest.Server {
+// plainSource starts a PostgreSQL without logical decoding holding database
+// app with a table t.
+func plainSource(t *testing.T) *pgtest.Server {
 	t.Helper()
-	return pgtest.StartT(t, pgtest.Options{Settings: []string{"wal_level=replica"}})
+	plain := pgtest.StartT(t, pgtest.Options{Settings: []string{"wal_level=replica"}})
+	if err := plain.CreateDB(context.Background(), "app"); err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.Exec(context.Background(), "app", "CREATE TABLE t (id int PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	return plain
 }

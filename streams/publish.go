@@ -15,10 +15,7 @@ import (
 // seen inside the duplicate window, so a producer that publishes the same
 // position twice after a crash stores it once.
 func (c *Conn) PublishAsync(subject, msgID string, data []byte) (jetstream.PubAckFuture, error) {
-	m := nats.NewMsg(subject)
-	m.Data = data
-	m.Header.Set(jetstream.MsgIDHeader, msgID)
-	m.Header.Set("Content-Type", ContentType)
+	m := eventMsg(subject, msgID, data)
 	for {
 		// No transparent retry: a message retried later from a timer could
 		// be stored after ones published meanwhile, out of order. A failed
@@ -39,15 +36,21 @@ func (c *Conn) PublishAsync(subject, msgID string, data []byte) (jetstream.PubAc
 // PublishSync sends one event message and waits for JetStream's answer,
 // which says whether the id was a duplicate.
 func (c *Conn) PublishSync(ctx context.Context, subject, msgID string, data []byte) (*jetstream.PubAck, error) {
-	m := nats.NewMsg(subject)
-	m.Data = data
-	m.Header.Set(jetstream.MsgIDHeader, msgID)
-	m.Header.Set("Content-Type", ContentType)
+	m := eventMsg(subject, msgID, data)
 	ack, err := c.JS.PublishMsg(ctx, m, jetstream.WithRetryAttempts(0))
 	if err != nil {
 		return nil, fmt.Errorf("publishing to %s: %w", subject, err)
 	}
 	return ack, nil
+}
+
+// eventMsg is an event message with its id and content type headers.
+func eventMsg(subject, msgID string, data []byte) *nats.Msg {
+	m := nats.NewMsg(subject)
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, msgID)
+	m.Header.Set("Content-Type", ContentType)
+	return m
 }
 
 // WaitAcks waits for every future; the first failure is returned.

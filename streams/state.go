@@ -103,6 +103,25 @@ type SnapshotState struct {
 	Name string `json:"name,omitempty"`
 }
 
+// ChunkPlan is a table's split into primary-key chunks. Bounds are the key
+// values in the source's text form; chunk i holds keys in
+// (Bounds[i-1], Bounds[i]], the first chunk has no lower bound and the last
+// no upper bound, so every row, also one inserted after planning, falls into
+// exactly one chunk.
+type ChunkPlan struct {
+	Bounds   [][]string `json:"bounds"`
+	EstRows  int64      `json:"estRows"`
+	Enqueued bool       `json:"enqueued"`
+}
+
+// Chunks is the number of chunks the plan makes.
+func (pl *ChunkPlan) Chunks() int { return len(pl.Bounds) + 1 }
+
+// ChunkDone records a finished chunk.
+type ChunkDone struct {
+	Rows int64 `json:"rows"`
+}
+
 // Keys of the state bucket for a source.
 func PositionKey(source string) string { return SourceKey(source, "position") }
 

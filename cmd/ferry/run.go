@@ -257,7 +257,7 @@ func run(ctx context.Context, cfg *config.Config, srcs []config.Source, tgts []c
 	for _, r := range runners {
 		dead += r.Stats.DeadLettered.Load()
 	}
-	summary(log, srcs, runners)
+	summary(log, runners)
 	if len(failures) > 0 {
 		return errors.Join(failures...)
 	}
@@ -285,9 +285,8 @@ func waitApplied(ctx context.Context, runners []*appliers.Runner) error {
 	})
 }
 
-func summary(log *slog.Logger, srcs []config.Source, runners []*appliers.Runner) {
+func summary(log *slog.Logger, runners []*appliers.Runner) {
 	for _, r := range runners {
 		log.Info("applied", "target", r.Name(), "events", r.Stats.Applied.Load(), "batches", r.Stats.Batches.Load(), "deadLettered", r.Stats.DeadLettered.Load())
 	}
-	_ = srcs
 }

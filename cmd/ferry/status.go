@@ -186,13 +186,11 @@ func collectStatus(ctx context.Context, cfg *config.Config, conn *streams.Conn) 
 		}
 		ss.SnapshotDone = snap.Done
 		for _, t := range snap.Tables {
-			var pl struct {
-				Bounds [][]string `json:"bounds"`
-			}
+			var pl streams.ChunkPlan
 			if ok, err := state.GetJSON(ctx, streams.PlanKey(s.Name, t), &pl); err != nil {
 				return nil, err
 			} else if ok {
-				ss.ChunksTotal += len(pl.Bounds) + 1
+				ss.ChunksTotal += pl.Chunks()
 			}
 			keys, err := state.Keys(ctx, streams.ChunkPrefix(s.Name, t))
 			if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
@@ -200,9 +198,7 @@ func collectStatus(ctx context.Context, cfg *config.Config, conn *streams.Conn) 
 			}
 			ss.ChunksDone += len(keys)
 			for _, k := range keys {
-				var done struct {
-					Rows int64 `json:"rows"`
-				}
+				var done streams.ChunkDone
 				if _, err := state.GetJSON(ctx, k, &done); err != nil {
 					return nil, err
 				}

@@ -21,17 +21,8 @@ import (
 	"github.com/ferry-dev/ferry/streams/pb"
 )
 
-// plan is a table's split into primary-key chunks. Bounds are the key values
-// in PostgreSQL text form; chunk i holds keys in (Bounds[i-1], Bounds[i]],
-// the first chunk has no lower bound and the last no upper bound, so every
-// row, also one inserted after planning, falls into exactly one chunk.
-type plan struct {
-	Bounds   [][]string `json:"bounds"`
-	EstRows  int64      `json:"estRows"`
-	Enqueued bool       `json:"enqueued"`
-}
-
-func (pl *plan) chunks() int { return len(pl.Bounds) + 1 }
+// plan is a table's chunk plan, as kept in KV.
+type plan = streams.ChunkPlan
 
 // workItem is one chunk to read, as queued on the work stream.
 type workItem struct {
@@ -60,7 +51,7 @@ func (p *producer) snapshot(ctx context.Context, snapName string) (bool, error) 
 		if err != nil {
 			return false, err
 		}
-		metrics.SnapshotChunksTotal.WithLabelValues(p.cfg.Name, name).Set(float64(pl.chunks()))
+		metrics.SnapshotChunksTotal.WithLabelValues(p.cfg.Name, name).Set(float64(pl.Chunks()))
 		metrics.SnapshotChunksDone.WithLabelValues(p.cfg.Name, name).Set(float64(len(done)))
 		metrics.SnapshotRowsEstimate.WithLabelValues(p.cfg.Name, name).Set(float64(pl.EstRows))
 	}
@@ -105,8 +96,8 @@ func (p *producer) snapshot(ctx context.Context, snapName string) (bool, error) 
 		if err != nil {
 			return false, err
 		}
-		if len(keys) < pl.chunks() {
-			return false, fmt.Errorf("source %s: snapshot of %s has %d of %d chunks recorded after the work queue drained", p.cfg.Name, name, len(keys), pl.chunks())
+		if len(keys) < pl.Chunks() {
+			return false, fmt.Errorf("source %s: snapshot of %s has %d of %d chunks recorded after the work queue drained", p.cfg.Name, name, len(keys), pl.Chunks())
 		}
 	}
 	p.log.Info("snapshot rows published", "rows", rows.Load())
@@ -136,7 +127,7 @@ func (p *producer) ensurePlan(ctx context.Context, t *table) (*plan, error) {
 			return nil, err
 		}
 	}
-	for i := range pl.chunks() {
+	for i := range pl.Chunks() {
 		data, _ := json.Marshal(workItem{Table: t.Name, Chunk: i})
 		id := fmt.Sprintf("%s:chunk:%s:%d", p.cfg.Name, t.Name, i)
 		if _, err := p.env.Conn.JS.Publish(ctx, streams.WorkSubject(p.cfg.Name, t.Name), data, jetstream.WithMsgID(id)); err != nil {
@@ -147,7 +138,7 @@ func (p *producer) ensurePlan(ctx context.Context, t *table) (*plan, error) {
 	if err := p.env.State.PutJSON(ctx, key, pl); err != nil {
 		return nil, err
 	}
-	p.log.Info("planned snapshot", "table", t.Name, "chunks", pl.chunks(), "estRows", pl.EstRows)
+	p.log.Info("planned snapshot", "table", t.Name, "chunks", pl.Chunks(), "estRows", pl.EstRows)
 	return &pl, nil
 }
 
@@ -236,7 +227,7 @@ func (p *producer) snapshotWorker(ctx context.Context, ws jetstream.Stream, cons
 			return fmt.Errorf("source %s: bad snapshot work item %q: %w", p.cfg.Name, msg.Data(), err)
 		}
 		t, pl := p.tables[w.Table], plans[w.Table]
-		if t == nil || pl == nil || w.Chunk >= pl.chunks() {
+		if t == nil || pl == nil || w.Chunk >= pl.Chunks() {
 			// A chunk of a table no longer configured: not ours to read.
 			p.log.Warn("dropping snapshot work item for a table not in this run", "table", w.Table, "chunk", w.Chunk)
 			_ = msg.Ack()
@@ -245,7 +236,7 @@ func (p *producer) snapshotWorker(ctx context.Context, ws jetstream.Stream, cons
 		// A chunk in hand is finished even if asked to stop: it is short,
 		// and stopping halfway would only mean reading it again.
 		hctx := context.WithoutCancel(ctx)
-		var done struct{}
+		var done streams.ChunkDone
 		found, err := p.env.State.GetJSON(hctx, streams.ChunkKey(p.cfg.Name, w.Table, w.Chunk), &done)
 		if err != nil {
 			return err
@@ -257,7 +248,7 @@ func (p *producer) snapshotWorker(ctx context.Context, ws jetstream.Stream, cons
 				return err
 			}
 			rows.Add(n)
-			if err := p.env.State.PutJSON(hctx, streams.ChunkKey(p.cfg.Name, w.Table, w.Chunk), map[string]int64{"rows": n}); err != nil {
+			if err := p.env.State.PutJSON(hctx, streams.ChunkKey(p.cfg.Name, w.Table, w.Chunk), streams.ChunkDone{Rows: n}); err != nil {
 				return err
 			}
 			metrics.SnapshotChunksDone.WithLabelValues(p.cfg.Name, w.Table).Inc()
