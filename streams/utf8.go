@@ -66,17 +66,41 @@ func checkValue(v *pb.Value) error {
 	case *pb.Value_Native:
 		s = k.Native
 	case *pb.Value_Array:
-		for _, e := range k.Array.GetElements() {
-			if err := checkValue(e); err != nil {
-				return err
+		return checkValues(k.Array.GetElements())
+	case *pb.Value_List:
+		return checkValues(k.List.GetValues())
+	case *pb.Value_Set:
+		return checkValues(k.Set.GetValues())
+	case *pb.Value_Tuple:
+		return checkValues(k.Tuple.GetValues())
+	case *pb.Value_Map:
+		if err := checkValues(k.Map.GetKeys()); err != nil {
+			return err
+		}
+		return checkValues(k.Map.GetValues())
+	case *pb.Value_Record:
+		for _, n := range k.Record.GetNames() {
+			if !utf8.ValidString(n) {
+				return fmt.Errorf("field name %q is not valid UTF-8", n)
 			}
 		}
-		return nil
+		return checkValues(k.Record.GetValues())
+	case *pb.Value_Timestamp:
+		s = k.Timestamp.GetZone()
 	default:
 		return nil
 	}
 	if !utf8.ValidString(s) {
 		return fmt.Errorf("text value is not valid UTF-8 (bytes must travel as a bytes value)")
+	}
+	return nil
+}
+
+func checkValues(vs []*pb.Value) error {
+	for _, e := range vs {
+		if err := checkValue(e); err != nil {
+			return err
+		}
 	}
 	return nil
 }

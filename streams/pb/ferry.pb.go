@@ -168,9 +168,13 @@ type Event struct {
 	// Source transaction id.
 	TxId string `protobuf:"bytes,11,opt,name=tx_id,json=txId,proto3" json:"tx_id,omitempty"`
 	// Index of this event inside its transaction, from 0.
-	TxIndex       uint32 `protobuf:"varint,12,opt,name=tx_index,json=txIndex,proto3" json:"tx_index,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TxIndex uint32 `protobuf:"varint,12,opt,name=tx_index,json=txIndex,proto3" json:"tx_index,omitempty"`
+	// How many leading columns of `key` form the partition key (CQL partition
+	// key, DynamoDB hash key); 0 means the whole key. Writers may group a batch
+	// by it.
+	PartitionKeyCount uint32 `protobuf:"varint,13,opt,name=partition_key_count,json=partitionKeyCount,proto3" json:"partition_key_count,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Event) Reset() {
@@ -287,14 +291,25 @@ func (x *Event) GetTxIndex() uint32 {
 	return 0
 }
 
+func (x *Event) GetPartitionKeyCount() uint32 {
+	if x != nil {
+		return x.PartitionKeyCount
+	}
+	return 0
+}
+
 // Row is a list of named columns. `types` is parallel to `names` and holds the
 // source's type name for each column (e.g. "numeric(12,2)", "int4[]",
 // "public.mood"); it may be empty when the reader needs no types.
 type Row struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Names         []string               `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
-	Types         []string               `protobuf:"bytes,2,rep,name=types,proto3" json:"types,omitempty"`
-	Values        []*Value               `protobuf:"bytes,3,rep,name=values,proto3" json:"values,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Names  []string               `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	Types  []string               `protobuf:"bytes,2,rep,name=types,proto3" json:"types,omitempty"`
+	Values []*Value               `protobuf:"bytes,3,rep,name=values,proto3" json:"values,omitempty"`
+	// Per-cell metadata, parallel to `values`, for sources that have it (CQL
+	// writetime and TTL). Empty when the source has none; an entry with
+	// writetime_us 0 and ttl_seconds 0 means "none known" for that column.
+	Meta          []*CellMeta `protobuf:"bytes,4,rep,name=meta,proto3" json:"meta,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -350,6 +365,68 @@ func (x *Row) GetValues() []*Value {
 	return nil
 }
 
+func (x *Row) GetMeta() []*CellMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+// CellMeta is one cell's write time and remaining time to live.
+type CellMeta struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The cell's write timestamp in microseconds (CQL writetime()); 0 = unknown.
+	WritetimeUs int64 `protobuf:"zigzag64,1,opt,name=writetime_us,json=writetimeUs,proto3" json:"writetime_us,omitempty"`
+	// Seconds left to live when read (CQL ttl()); 0 = no TTL.
+	TtlSeconds    int32 `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CellMeta) Reset() {
+	*x = CellMeta{}
+	mi := &file_streams_pb_ferry_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CellMeta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CellMeta) ProtoMessage() {}
+
+func (x *CellMeta) ProtoReflect() protoreflect.Message {
+	mi := &file_streams_pb_ferry_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CellMeta.ProtoReflect.Descriptor instead.
+func (*CellMeta) Descriptor() ([]byte, []int) {
+	return file_streams_pb_ferry_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CellMeta) GetWritetimeUs() int64 {
+	if x != nil {
+		return x.WritetimeUs
+	}
+	return 0
+}
+
+func (x *CellMeta) GetTtlSeconds() int32 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
 // Value is one column value. Exactly one field of `kind` is set; an unset
 // kind is SQL NULL.
 type Value struct {
@@ -374,6 +451,14 @@ type Value struct {
 	//	*Value_Json
 	//	*Value_Array
 	//	*Value_Native
+	//	*Value_List
+	//	*Value_Set
+	//	*Value_Map
+	//	*Value_Tuple
+	//	*Value_Record
+	//	*Value_Inet
+	//	*Value_Duration
+	//	*Value_TimeNs
 	Kind          isValue_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -381,7 +466,7 @@ type Value struct {
 
 func (x *Value) Reset() {
 	*x = Value{}
-	mi := &file_streams_pb_ferry_proto_msgTypes[3]
+	mi := &file_streams_pb_ferry_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -393,7 +478,7 @@ func (x *Value) String() string {
 func (*Value) ProtoMessage() {}
 
 func (x *Value) ProtoReflect() protoreflect.Message {
-	mi := &file_streams_pb_ferry_proto_msgTypes[3]
+	mi := &file_streams_pb_ferry_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -406,7 +491,7 @@ func (x *Value) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Value.ProtoReflect.Descriptor instead.
 func (*Value) Descriptor() ([]byte, []int) {
-	return file_streams_pb_ferry_proto_rawDescGZIP(), []int{3}
+	return file_streams_pb_ferry_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Value) GetKind() isValue_Kind {
@@ -578,6 +663,78 @@ func (x *Value) GetNative() string {
 	return ""
 }
 
+func (x *Value) GetList() *Elements {
+	if x != nil {
+		if x, ok := x.Kind.(*Value_List); ok {
+			return x.List
+		}
+	}
+	return nil
+}
+
+func (x *Value) GetSet() *Elements {
+	if x != nil {
+		if x, ok := x.Kind.(*Value_Set); ok {
+			return x.Set
+		}
+	}
+	return nil
+}
+
+func (x *Value) GetMap() *Map {
+	if x != nil {
+		if x, ok := x.Kind.(*Value_Map); ok {
+			return x.Map
+		}
+	}
+	return nil
+}
+
+func (x *Value) GetTuple() *Elements {
+	if x != nil {
+		if x, ok := x.Kind.(*Value_Tuple); ok {
+			return x.Tuple
+		}
+	}
+	return nil
+}
+
+func (x *Value) GetRecord() *Record {
+	if x != nil {
+		if x, ok := x.Kind.(*Value_Record); ok {
+			return x.Record
+		}
+	}
+	return nil
+}
+
+func (x *Value) GetInet() []byte {
+	if x != nil {
+		if x, ok := x.Kind.(*Value_Inet); ok {
+			return x.Inet
+		}
+	}
+	return nil
+}
+
+func (x *Value) GetDuration() *Duration {
+	if x != nil {
+		if x, ok := x.Kind.(*Value_Duration); ok {
+			return x.Duration
+		}
+	}
+	return nil
+}
+
+func (x *Value) GetTimeNs() int64 {
+	if x != nil {
+		if x, ok := x.Kind.(*Value_TimeNs); ok {
+			return x.TimeNs
+		}
+	}
+	return 0
+}
+
 type isValue_Kind interface {
 	isValue_Kind()
 }
@@ -665,6 +822,49 @@ type Value_Native struct {
 	Native string `protobuf:"bytes,18,opt,name=native,proto3,oneof"`
 }
 
+type Value_List struct {
+	// Ordered collection (CQL list, DynamoDB L).
+	List *Elements `protobuf:"bytes,19,opt,name=list,proto3,oneof"`
+}
+
+type Value_Set struct {
+	// Collection of distinct elements in the source's order (CQL set, DynamoDB
+	// SS/NS/BS: Row.types says which).
+	Set *Elements `protobuf:"bytes,20,opt,name=set,proto3,oneof"`
+}
+
+type Value_Map struct {
+	// Key/value pairs in the source's order (CQL map, DynamoDB M).
+	Map *Map `protobuf:"bytes,21,opt,name=map,proto3,oneof"`
+}
+
+type Value_Tuple struct {
+	// Fixed-length positional values (CQL tuple).
+	Tuple *Elements `protobuf:"bytes,22,opt,name=tuple,proto3,oneof"`
+}
+
+type Value_Record struct {
+	// Named fields (CQL user-defined type, Oracle object).
+	Record *Record `protobuf:"bytes,23,opt,name=record,proto3,oneof"`
+}
+
+type Value_Inet struct {
+	// IPv4 (4 bytes) or IPv6 (16 bytes) address.
+	Inet []byte `protobuf:"bytes,24,opt,name=inet,proto3,oneof"`
+}
+
+type Value_Duration struct {
+	// Months, days and nanoseconds (CQL duration, Oracle INTERVAL with
+	// nanosecond precision).
+	Duration *Duration `protobuf:"bytes,25,opt,name=duration,proto3,oneof"`
+}
+
+type Value_TimeNs struct {
+	// Nanoseconds since midnight (CQL time, Oracle/MySQL times finer than
+	// a microsecond). MySQL TIME beyond 24h or negative uses time_us.
+	TimeNs int64 `protobuf:"varint,26,opt,name=time_ns,json=timeNs,proto3,oneof"`
+}
+
 func (*Value_Null) isValue_Kind() {}
 
 func (*Value_Bool) isValue_Kind() {}
@@ -701,6 +901,232 @@ func (*Value_Array) isValue_Kind() {}
 
 func (*Value_Native) isValue_Kind() {}
 
+func (*Value_List) isValue_Kind() {}
+
+func (*Value_Set) isValue_Kind() {}
+
+func (*Value_Map) isValue_Kind() {}
+
+func (*Value_Tuple) isValue_Kind() {}
+
+func (*Value_Record) isValue_Kind() {}
+
+func (*Value_Inet) isValue_Kind() {}
+
+func (*Value_Duration) isValue_Kind() {}
+
+func (*Value_TimeNs) isValue_Kind() {}
+
+type Elements struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Values        []*Value               `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Elements) Reset() {
+	*x = Elements{}
+	mi := &file_streams_pb_ferry_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Elements) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Elements) ProtoMessage() {}
+
+func (x *Elements) ProtoReflect() protoreflect.Message {
+	mi := &file_streams_pb_ferry_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Elements.ProtoReflect.Descriptor instead.
+func (*Elements) Descriptor() ([]byte, []int) {
+	return file_streams_pb_ferry_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Elements) GetValues() []*Value {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+type Map struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Keys  []*Value               `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	// Parallel to keys.
+	Values        []*Value `protobuf:"bytes,2,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Map) Reset() {
+	*x = Map{}
+	mi := &file_streams_pb_ferry_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Map) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Map) ProtoMessage() {}
+
+func (x *Map) ProtoReflect() protoreflect.Message {
+	mi := &file_streams_pb_ferry_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Map.ProtoReflect.Descriptor instead.
+func (*Map) Descriptor() ([]byte, []int) {
+	return file_streams_pb_ferry_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Map) GetKeys() []*Value {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *Map) GetValues() []*Value {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+type Record struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Names []string               `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	// Parallel to names; a field that is absent is a Value with null set.
+	Values        []*Value `protobuf:"bytes,2,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Record) Reset() {
+	*x = Record{}
+	mi := &file_streams_pb_ferry_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Record) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Record) ProtoMessage() {}
+
+func (x *Record) ProtoReflect() protoreflect.Message {
+	mi := &file_streams_pb_ferry_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Record.ProtoReflect.Descriptor instead.
+func (*Record) Descriptor() ([]byte, []int) {
+	return file_streams_pb_ferry_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Record) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+func (x *Record) GetValues() []*Value {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+type Duration struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Months        int32                  `protobuf:"zigzag32,1,opt,name=months,proto3" json:"months,omitempty"`
+	Days          int32                  `protobuf:"zigzag32,2,opt,name=days,proto3" json:"days,omitempty"`
+	Nanos         int64                  `protobuf:"zigzag64,3,opt,name=nanos,proto3" json:"nanos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Duration) Reset() {
+	*x = Duration{}
+	mi := &file_streams_pb_ferry_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Duration) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Duration) ProtoMessage() {}
+
+func (x *Duration) ProtoReflect() protoreflect.Message {
+	mi := &file_streams_pb_ferry_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Duration.ProtoReflect.Descriptor instead.
+func (*Duration) Descriptor() ([]byte, []int) {
+	return file_streams_pb_ferry_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Duration) GetMonths() int32 {
+	if x != nil {
+		return x.Months
+	}
+	return 0
+}
+
+func (x *Duration) GetDays() int32 {
+	if x != nil {
+		return x.Days
+	}
+	return 0
+}
+
+func (x *Duration) GetNanos() int64 {
+	if x != nil {
+		return x.Nanos
+	}
+	return 0
+}
+
 type Timestamp struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Microseconds since 1970-01-01 00:00:00 (UTC for time zone aware values).
@@ -708,14 +1134,22 @@ type Timestamp struct {
 	// True for a time-zone-aware type (timestamptz).
 	Zoned bool `protobuf:"varint,2,opt,name=zoned,proto3" json:"zoned,omitempty"`
 	// +1 for 'infinity', -1 for '-infinity'; unix_us is then 0.
-	Infinity      int32 `protobuf:"zigzag32,3,opt,name=infinity,proto3" json:"infinity,omitempty"`
+	Infinity int32 `protobuf:"zigzag32,3,opt,name=infinity,proto3" json:"infinity,omitempty"`
+	// Nanoseconds beyond unix_us (0-999), for sources finer than a microsecond
+	// (Oracle TIMESTAMP(9)).
+	ExtraNanos uint32 `protobuf:"varint,4,opt,name=extra_nanos,json=extraNanos,proto3" json:"extra_nanos,omitempty"`
+	// For zoned values whose source keeps the zone (Oracle TIMESTAMP WITH TIME
+	// ZONE): the offset east of UTC in seconds, and the region name if any
+	// ("Europe/Paris"). unix_us is still UTC.
+	OffsetSeconds int32  `protobuf:"zigzag32,5,opt,name=offset_seconds,json=offsetSeconds,proto3" json:"offset_seconds,omitempty"`
+	Zone          string `protobuf:"bytes,6,opt,name=zone,proto3" json:"zone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Timestamp) Reset() {
 	*x = Timestamp{}
-	mi := &file_streams_pb_ferry_proto_msgTypes[4]
+	mi := &file_streams_pb_ferry_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +1161,7 @@ func (x *Timestamp) String() string {
 func (*Timestamp) ProtoMessage() {}
 
 func (x *Timestamp) ProtoReflect() protoreflect.Message {
-	mi := &file_streams_pb_ferry_proto_msgTypes[4]
+	mi := &file_streams_pb_ferry_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +1174,7 @@ func (x *Timestamp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Timestamp.ProtoReflect.Descriptor instead.
 func (*Timestamp) Descriptor() ([]byte, []int) {
-	return file_streams_pb_ferry_proto_rawDescGZIP(), []int{4}
+	return file_streams_pb_ferry_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Timestamp) GetUnixUs() int64 {
@@ -764,6 +1198,27 @@ func (x *Timestamp) GetInfinity() int32 {
 	return 0
 }
 
+func (x *Timestamp) GetExtraNanos() uint32 {
+	if x != nil {
+		return x.ExtraNanos
+	}
+	return 0
+}
+
+func (x *Timestamp) GetOffsetSeconds() int32 {
+	if x != nil {
+		return x.OffsetSeconds
+	}
+	return 0
+}
+
+func (x *Timestamp) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
+}
+
 type Date struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Days  int32                  `protobuf:"zigzag32,1,opt,name=days,proto3" json:"days,omitempty"`
@@ -775,7 +1230,7 @@ type Date struct {
 
 func (x *Date) Reset() {
 	*x = Date{}
-	mi := &file_streams_pb_ferry_proto_msgTypes[5]
+	mi := &file_streams_pb_ferry_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -787,7 +1242,7 @@ func (x *Date) String() string {
 func (*Date) ProtoMessage() {}
 
 func (x *Date) ProtoReflect() protoreflect.Message {
-	mi := &file_streams_pb_ferry_proto_msgTypes[5]
+	mi := &file_streams_pb_ferry_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,7 +1255,7 @@ func (x *Date) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Date.ProtoReflect.Descriptor instead.
 func (*Date) Descriptor() ([]byte, []int) {
-	return file_streams_pb_ferry_proto_rawDescGZIP(), []int{5}
+	return file_streams_pb_ferry_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Date) GetDays() int32 {
@@ -829,7 +1284,7 @@ type TimeTZ struct {
 
 func (x *TimeTZ) Reset() {
 	*x = TimeTZ{}
-	mi := &file_streams_pb_ferry_proto_msgTypes[6]
+	mi := &file_streams_pb_ferry_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -841,7 +1296,7 @@ func (x *TimeTZ) String() string {
 func (*TimeTZ) ProtoMessage() {}
 
 func (x *TimeTZ) ProtoReflect() protoreflect.Message {
-	mi := &file_streams_pb_ferry_proto_msgTypes[6]
+	mi := &file_streams_pb_ferry_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -854,7 +1309,7 @@ func (x *TimeTZ) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimeTZ.ProtoReflect.Descriptor instead.
 func (*TimeTZ) Descriptor() ([]byte, []int) {
-	return file_streams_pb_ferry_proto_rawDescGZIP(), []int{6}
+	return file_streams_pb_ferry_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TimeTZ) GetTimeUs() int64 {
@@ -882,7 +1337,7 @@ type Interval struct {
 
 func (x *Interval) Reset() {
 	*x = Interval{}
-	mi := &file_streams_pb_ferry_proto_msgTypes[7]
+	mi := &file_streams_pb_ferry_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -894,7 +1349,7 @@ func (x *Interval) String() string {
 func (*Interval) ProtoMessage() {}
 
 func (x *Interval) ProtoReflect() protoreflect.Message {
-	mi := &file_streams_pb_ferry_proto_msgTypes[7]
+	mi := &file_streams_pb_ferry_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -907,7 +1362,7 @@ func (x *Interval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Interval.ProtoReflect.Descriptor instead.
 func (*Interval) Descriptor() ([]byte, []int) {
-	return file_streams_pb_ferry_proto_rawDescGZIP(), []int{7}
+	return file_streams_pb_ferry_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Interval) GetMonths() int32 {
@@ -946,7 +1401,7 @@ type Array struct {
 
 func (x *Array) Reset() {
 	*x = Array{}
-	mi := &file_streams_pb_ferry_proto_msgTypes[8]
+	mi := &file_streams_pb_ferry_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -958,7 +1413,7 @@ func (x *Array) String() string {
 func (*Array) ProtoMessage() {}
 
 func (x *Array) ProtoReflect() protoreflect.Message {
-	mi := &file_streams_pb_ferry_proto_msgTypes[8]
+	mi := &file_streams_pb_ferry_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -971,7 +1426,7 @@ func (x *Array) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Array.ProtoReflect.Descriptor instead.
 func (*Array) Descriptor() ([]byte, []int) {
-	return file_streams_pb_ferry_proto_rawDescGZIP(), []int{8}
+	return file_streams_pb_ferry_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Array) GetDims() []int32 {
@@ -1002,7 +1457,7 @@ const file_streams_pb_ferry_proto_rawDesc = "" +
 	"\x16streams/pb/ferry.proto\x12\bferry.v1\"J\n" +
 	"\x05Batch\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12'\n" +
-	"\x06events\x18\x02 \x03(\v2\x0f.ferry.v1.EventR\x06events\"\xf5\x02\n" +
+	"\x06events\x18\x02 \x03(\v2\x0f.ferry.v1.EventR\x06events\"\xa5\x03\n" +
 	"\x05Event\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x14\n" +
 	"\x05table\x18\x02 \x01(\tR\x05table\x12\x1c\n" +
@@ -1016,11 +1471,17 @@ const file_streams_pb_ferry_proto_rawDesc = "" +
 	"\x0ecommit_time_us\x18\n" +
 	" \x01(\x03R\fcommitTimeUs\x12\x13\n" +
 	"\x05tx_id\x18\v \x01(\tR\x04txId\x12\x19\n" +
-	"\btx_index\x18\f \x01(\rR\atxIndex\"Z\n" +
+	"\btx_index\x18\f \x01(\rR\atxIndex\x12.\n" +
+	"\x13partition_key_count\x18\r \x01(\rR\x11partitionKeyCount\"\x82\x01\n" +
 	"\x03Row\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\x12\x14\n" +
 	"\x05types\x18\x02 \x03(\tR\x05types\x12'\n" +
-	"\x06values\x18\x03 \x03(\v2\x0f.ferry.v1.ValueR\x06values\"\xab\x04\n" +
+	"\x06values\x18\x03 \x03(\v2\x0f.ferry.v1.ValueR\x06values\x12&\n" +
+	"\x04meta\x18\x04 \x03(\v2\x12.ferry.v1.CellMetaR\x04meta\"N\n" +
+	"\bCellMeta\x12!\n" +
+	"\fwritetime_us\x18\x01 \x01(\x12R\vwritetimeUs\x12\x1f\n" +
+	"\vttl_seconds\x18\x02 \x01(\x05R\n" +
+	"ttlSeconds\"\xdb\x06\n" +
 	"\x05Value\x12\x14\n" +
 	"\x04null\x18\x01 \x01(\bH\x00R\x04null\x12\x14\n" +
 	"\x04bool\x18\x02 \x01(\bH\x00R\x04bool\x12\x12\n" +
@@ -1040,12 +1501,36 @@ const file_streams_pb_ferry_proto_rawDesc = "" +
 	"\x04uuid\x18\x0f \x01(\fH\x00R\x04uuid\x12\x14\n" +
 	"\x04json\x18\x10 \x01(\tH\x00R\x04json\x12'\n" +
 	"\x05array\x18\x11 \x01(\v2\x0f.ferry.v1.ArrayH\x00R\x05array\x12\x18\n" +
-	"\x06native\x18\x12 \x01(\tH\x00R\x06nativeB\x06\n" +
-	"\x04kind\"V\n" +
+	"\x06native\x18\x12 \x01(\tH\x00R\x06native\x12(\n" +
+	"\x04list\x18\x13 \x01(\v2\x12.ferry.v1.ElementsH\x00R\x04list\x12&\n" +
+	"\x03set\x18\x14 \x01(\v2\x12.ferry.v1.ElementsH\x00R\x03set\x12!\n" +
+	"\x03map\x18\x15 \x01(\v2\r.ferry.v1.MapH\x00R\x03map\x12*\n" +
+	"\x05tuple\x18\x16 \x01(\v2\x12.ferry.v1.ElementsH\x00R\x05tuple\x12*\n" +
+	"\x06record\x18\x17 \x01(\v2\x10.ferry.v1.RecordH\x00R\x06record\x12\x14\n" +
+	"\x04inet\x18\x18 \x01(\fH\x00R\x04inet\x120\n" +
+	"\bduration\x18\x19 \x01(\v2\x12.ferry.v1.DurationH\x00R\bduration\x12\x19\n" +
+	"\atime_ns\x18\x1a \x01(\x03H\x00R\x06timeNsB\x06\n" +
+	"\x04kind\"3\n" +
+	"\bElements\x12'\n" +
+	"\x06values\x18\x01 \x03(\v2\x0f.ferry.v1.ValueR\x06values\"S\n" +
+	"\x03Map\x12#\n" +
+	"\x04keys\x18\x01 \x03(\v2\x0f.ferry.v1.ValueR\x04keys\x12'\n" +
+	"\x06values\x18\x02 \x03(\v2\x0f.ferry.v1.ValueR\x06values\"G\n" +
+	"\x06Record\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\x12'\n" +
+	"\x06values\x18\x02 \x03(\v2\x0f.ferry.v1.ValueR\x06values\"L\n" +
+	"\bDuration\x12\x16\n" +
+	"\x06months\x18\x01 \x01(\x11R\x06months\x12\x12\n" +
+	"\x04days\x18\x02 \x01(\x11R\x04days\x12\x14\n" +
+	"\x05nanos\x18\x03 \x01(\x12R\x05nanos\"\xb2\x01\n" +
 	"\tTimestamp\x12\x17\n" +
 	"\aunix_us\x18\x01 \x01(\x12R\x06unixUs\x12\x14\n" +
 	"\x05zoned\x18\x02 \x01(\bR\x05zoned\x12\x1a\n" +
-	"\binfinity\x18\x03 \x01(\x11R\binfinity\"6\n" +
+	"\binfinity\x18\x03 \x01(\x11R\binfinity\x12\x1f\n" +
+	"\vextra_nanos\x18\x04 \x01(\rR\n" +
+	"extraNanos\x12%\n" +
+	"\x0eoffset_seconds\x18\x05 \x01(\x11R\roffsetSeconds\x12\x12\n" +
+	"\x04zone\x18\x06 \x01(\tR\x04zone\"6\n" +
 	"\x04Date\x12\x12\n" +
 	"\x04days\x18\x01 \x01(\x11R\x04days\x12\x1a\n" +
 	"\binfinity\x18\x02 \x01(\x11R\binfinity\"H\n" +
@@ -1080,18 +1565,23 @@ func file_streams_pb_ferry_proto_rawDescGZIP() []byte {
 }
 
 var file_streams_pb_ferry_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_streams_pb_ferry_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_streams_pb_ferry_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_streams_pb_ferry_proto_goTypes = []any{
 	(Op)(0),           // 0: ferry.v1.Op
 	(*Batch)(nil),     // 1: ferry.v1.Batch
 	(*Event)(nil),     // 2: ferry.v1.Event
 	(*Row)(nil),       // 3: ferry.v1.Row
-	(*Value)(nil),     // 4: ferry.v1.Value
-	(*Timestamp)(nil), // 5: ferry.v1.Timestamp
-	(*Date)(nil),      // 6: ferry.v1.Date
-	(*TimeTZ)(nil),    // 7: ferry.v1.TimeTZ
-	(*Interval)(nil),  // 8: ferry.v1.Interval
-	(*Array)(nil),     // 9: ferry.v1.Array
+	(*CellMeta)(nil),  // 4: ferry.v1.CellMeta
+	(*Value)(nil),     // 5: ferry.v1.Value
+	(*Elements)(nil),  // 6: ferry.v1.Elements
+	(*Map)(nil),       // 7: ferry.v1.Map
+	(*Record)(nil),    // 8: ferry.v1.Record
+	(*Duration)(nil),  // 9: ferry.v1.Duration
+	(*Timestamp)(nil), // 10: ferry.v1.Timestamp
+	(*Date)(nil),      // 11: ferry.v1.Date
+	(*TimeTZ)(nil),    // 12: ferry.v1.TimeTZ
+	(*Interval)(nil),  // 13: ferry.v1.Interval
+	(*Array)(nil),     // 14: ferry.v1.Array
 }
 var file_streams_pb_ferry_proto_depIdxs = []int32{
 	2,  // 0: ferry.v1.Batch.events:type_name -> ferry.v1.Event
@@ -1099,18 +1589,29 @@ var file_streams_pb_ferry_proto_depIdxs = []int32{
 	3,  // 2: ferry.v1.Event.key:type_name -> ferry.v1.Row
 	3,  // 3: ferry.v1.Event.after:type_name -> ferry.v1.Row
 	3,  // 4: ferry.v1.Event.before:type_name -> ferry.v1.Row
-	4,  // 5: ferry.v1.Row.values:type_name -> ferry.v1.Value
-	5,  // 6: ferry.v1.Value.timestamp:type_name -> ferry.v1.Timestamp
-	6,  // 7: ferry.v1.Value.date:type_name -> ferry.v1.Date
-	7,  // 8: ferry.v1.Value.time_tz:type_name -> ferry.v1.TimeTZ
-	8,  // 9: ferry.v1.Value.interval:type_name -> ferry.v1.Interval
-	9,  // 10: ferry.v1.Value.array:type_name -> ferry.v1.Array
-	4,  // 11: ferry.v1.Array.elements:type_name -> ferry.v1.Value
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	5,  // 5: ferry.v1.Row.values:type_name -> ferry.v1.Value
+	4,  // 6: ferry.v1.Row.meta:type_name -> ferry.v1.CellMeta
+	10, // 7: ferry.v1.Value.timestamp:type_name -> ferry.v1.Timestamp
+	11, // 8: ferry.v1.Value.date:type_name -> ferry.v1.Date
+	12, // 9: ferry.v1.Value.time_tz:type_name -> ferry.v1.TimeTZ
+	13, // 10: ferry.v1.Value.interval:type_name -> ferry.v1.Interval
+	14, // 11: ferry.v1.Value.array:type_name -> ferry.v1.Array
+	6,  // 12: ferry.v1.Value.list:type_name -> ferry.v1.Elements
+	6,  // 13: ferry.v1.Value.set:type_name -> ferry.v1.Elements
+	7,  // 14: ferry.v1.Value.map:type_name -> ferry.v1.Map
+	6,  // 15: ferry.v1.Value.tuple:type_name -> ferry.v1.Elements
+	8,  // 16: ferry.v1.Value.record:type_name -> ferry.v1.Record
+	9,  // 17: ferry.v1.Value.duration:type_name -> ferry.v1.Duration
+	5,  // 18: ferry.v1.Elements.values:type_name -> ferry.v1.Value
+	5,  // 19: ferry.v1.Map.keys:type_name -> ferry.v1.Value
+	5,  // 20: ferry.v1.Map.values:type_name -> ferry.v1.Value
+	5,  // 21: ferry.v1.Record.values:type_name -> ferry.v1.Value
+	5,  // 22: ferry.v1.Array.elements:type_name -> ferry.v1.Value
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_streams_pb_ferry_proto_init() }
@@ -1118,7 +1619,7 @@ func file_streams_pb_ferry_proto_init() {
 	if File_streams_pb_ferry_proto != nil {
 		return
 	}
-	file_streams_pb_ferry_proto_msgTypes[3].OneofWrappers = []any{
+	file_streams_pb_ferry_proto_msgTypes[4].OneofWrappers = []any{
 		(*Value_Null)(nil),
 		(*Value_Bool)(nil),
 		(*Value_Int)(nil),
@@ -1137,6 +1638,14 @@ func file_streams_pb_ferry_proto_init() {
 		(*Value_Json)(nil),
 		(*Value_Array)(nil),
 		(*Value_Native)(nil),
+		(*Value_List)(nil),
+		(*Value_Set)(nil),
+		(*Value_Map)(nil),
+		(*Value_Tuple)(nil),
+		(*Value_Record)(nil),
+		(*Value_Inet)(nil),
+		(*Value_Duration)(nil),
+		(*Value_TimeNs)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1144,7 +1653,7 @@ func file_streams_pb_ferry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_streams_pb_ferry_proto_rawDesc), len(file_streams_pb_ferry_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
