@@ -22,6 +22,36 @@ type Config struct {
 	Targets []Target `yaml:"targets"`
 	Log     Log      `yaml:"log"`
 	Metrics Metrics  `yaml:"metrics"`
+	// Savepoints, when Path is set, makes snapshot sources that support it
+	// also write savepoint files: this config with finished work filled in.
+	Savepoints Savepoints `yaml:"savepoints"`
+	// Validation holds the tolerances of `ferry validate`.
+	Validation Validation `yaml:"validation"`
+
+	// Warnings lists keys of the document that were accepted but have no
+	// effect in ferry (from a scylla-migrator config); the CLI prints them.
+	Warnings []string `yaml:"-"`
+	// Migrator is true when the document was a scylla-migrator config.yaml.
+	Migrator bool `yaml:"-"`
+}
+
+// Savepoints configures savepoint files (ScyllaDB Migrator's savepoints):
+// every IntervalSeconds, on SIGINT/SIGTERM and at the end, the run's config
+// with finished work filled in is written to Path/savepoint_<unix>.yaml.
+type Savepoints struct {
+	Path            string `yaml:"path"`
+	IntervalSeconds int    `yaml:"intervalSeconds"`
+}
+
+// Validation sets the tolerances of `ferry validate`; the keys are
+// ScyllaDB Migrator's.
+type Validation struct {
+	CompareTimestamps        bool    `yaml:"compareTimestamps"`
+	TTLToleranceMillis       int64   `yaml:"ttlToleranceMillis"`
+	WritetimeToleranceMillis int64   `yaml:"writetimeToleranceMillis"`
+	FailuresToFetch          int     `yaml:"failuresToFetch"`
+	FloatingPointTolerance   float64 `yaml:"floatingPointTolerance"`
+	TimestampMsTolerance     int64   `yaml:"timestampMsTolerance"`
 }
 
 // Metrics says where the operator endpoints listen (/metrics, /_/varz,
@@ -98,6 +128,18 @@ type Target struct {
 	// WriteRowsPerSecond caps how fast rows are written to the target; 0
 	// means no cap.
 	WriteRowsPerSecond int `yaml:"writeRowsPerSecond"`
+	// Tables renames tables: source table name (as in events) → target
+	// table name.
+	Tables map[string]string `yaml:"tables"`
+	// Renames renames columns (or DynamoDB attributes) on the way in.
+	Renames []Rename `yaml:"renames"`
+}
+
+// Rename is one column rename. An empty Table applies it to every table.
+type Rename struct {
+	Table string `yaml:"table"`
+	From  string `yaml:"from"`
+	To    string `yaml:"to"`
 }
 
 // Modes of a source.
@@ -153,6 +195,9 @@ var fieldNotFound = regexp.MustCompile(`line (\d+): field (\S+) not found in typ
 
 // Parse decodes and checks a config document. Unknown keys are errors.
 func Parse(data []byte) (*Config, error) {
+	if isMigratorDoc(data) {
+		return parseMigrator(data)
+	}
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -188,6 +233,12 @@ func section(goType string) string {
 		return "log"
 	case "Metrics":
 		return "metrics"
+	case "Savepoints":
+		return "savepoints"
+	case "Validation":
+		return "validation"
+	case "Rename":
+		return "targets[].renames[]"
 	}
 	return "the top level"
 }

@@ -115,3 +115,14 @@ func TestWaitRows(t *testing.T) {
 		t.Fatal("a cancelled wait must fail")
 	}
 }
+
+func TestMigratorDocUnknownSourceType(t *testing.T) {
+	doc := "source:\n  type: parquet\n  path: /x\ntarget:\n  type: scylla\n"
+	_, err := Parse([]byte(doc))
+	if err == nil || !strings.Contains(err.Error(), `source.type "parquet" is not supported`) {
+		t.Fatalf("want unsupported source type error, got %v", err)
+	}
+	if _, err := Parse([]byte(doc + "sparkConf: {}\n")); err == nil || !strings.Contains(err.Error(), "sparkConf") {
+		t.Fatalf("want an error naming the unknown top-level key, got %v", err)
+	}
+}

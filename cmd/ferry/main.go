@@ -103,6 +103,11 @@ func loadConfig(path string) (*config.Config, error) {
 	if err != nil {
 		return nil, usageErr(err)
 	}
+	// Accepted keys that do nothing in ferry are said, never ignored
+	// silently (a scylla-migrator config may carry Spark-only settings).
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(os.Stderr, "ferry: %s: %s\n", path, w)
+	}
 	return cfg, nil
 }
 
