@@ -68,16 +68,24 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err != nil || parts == 0 {
 		return err
 	}
-	if _, err := r.conn.EnsureDLQ(ctx); err != nil {
+	// NATS may be restarting: these calls are retried like the writes.
+	if _, err := retry(ctx, r.log, "creating the dead-letter stream", func(ctx context.Context) (jetstream.Stream, error) {
+		return r.conn.EnsureDLQ(ctx)
+	}); err != nil {
 		return err
 	}
 	cons := make([]jetstream.Consumer, parts)
 	for lane := range parts {
-		c, err := r.conn.EnsureLaneConsumer(ctx, r.cfg.From, r.cfg.Name, lane, r.cfg.BatchSize)
+		c, err := retry(ctx, r.log, "creating the lane's consumer", func(ctx context.Context) (jetstream.Consumer, error) {
+			return r.conn.EnsureLaneConsumer(ctx, r.cfg.From, r.cfg.Name, lane, r.cfg.BatchSize)
+		})
 		if err != nil {
 			return err
 		}
 		cons[lane] = c
+	}
+	if ctx.Err() != nil {
+		return nil
 	}
 	r.mu.Lock()
 	r.consumers = cons
@@ -116,9 +124,13 @@ func (r *Runner) waitStream(ctx context.Context) (int, error) {
 			return n, nil
 		}
 		if !errors.Is(err, jetstream.ErrStreamNotFound) {
-			return 0, err
-		}
-		if !logged {
+			if ctx.Err() != nil {
+				return 0, nil
+			}
+			// NATS unreachable or restarting: an applier is a service and
+			// waits for it, saying so.
+			r.log.Warn("reading the source's stream failed; retrying", "err", err)
+		} else if !logged {
 			r.log.Info("waiting for the source's stream to be created by its producer", "stream", streams.StreamName(r.cfg.From))
 			logged = true
 		}

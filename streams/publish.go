@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -64,13 +65,18 @@ func WaitAcks(ctx context.Context, futs []jetstream.PubAckFuture) error {
 }
 
 func waitAck(ctx context.Context, f jetstream.PubAckFuture) error {
+	_, err := waitAckSeq(ctx, f)
+	return err
+}
+
+func waitAckSeq(ctx context.Context, f jetstream.PubAckFuture) (uint64, error) {
 	select {
-	case <-f.Ok():
-		return nil
+	case a := <-f.Ok():
+		return a.Sequence, nil
 	case err := <-f.Err():
-		return fmt.Errorf("JetStream did not store %s: %w", f.Msg().Subject, err)
+		return 0, fmt.Errorf("JetStream did not store %s: %w", f.Msg().Subject, err)
 	case <-ctx.Done():
-		return ctx.Err()
+		return 0, ctx.Err()
 	}
 }
 
@@ -82,6 +88,8 @@ type Checkpointer struct {
 	done chan struct{}
 	mu   sync.Mutex
 	err  error
+	// seq is the stream sequence of the newest acknowledged message.
+	seq atomic.Uint64
 }
 
 type ckEntry struct {
@@ -104,7 +112,10 @@ func (c *Checkpointer) run(ctx context.Context) {
 		}
 		var err error
 		if e.fut != nil {
-			err = waitAck(ctx, e.fut)
+			var seq uint64
+			if seq, err = waitAckSeq(ctx, e.fut); err == nil && seq > c.seq.Load() {
+				c.seq.Store(seq)
+			}
 		} else {
 			err = e.fn()
 		}
@@ -121,6 +132,10 @@ func (c *Checkpointer) Add(f jetstream.PubAckFuture) { c.ch <- ckEntry{fut: f} }
 
 // Mark registers fn to run after everything added so far is acknowledged.
 func (c *Checkpointer) Mark(fn func() error) { c.ch <- ckEntry{fn: fn} }
+
+// Seq returns the stream sequence of the newest message acknowledged so
+// far; inside a Mark callback, of everything added before that mark.
+func (c *Checkpointer) Seq() uint64 { return c.seq.Load() }
 
 // Err returns the first failure (an unacknowledged publish or a failed
 // checkpoint); after one, no later checkpoint runs.

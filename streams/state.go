@@ -87,6 +87,10 @@ type Position struct {
 	CommitTimeUs int64 `json:"commitTimeUs,omitempty"`
 	// SavedAt is when ferry saved it (Unix microseconds).
 	SavedAtUs int64 `json:"savedAtUs"`
+	// StreamSeq is the stream sequence of the newest message published up
+	// to Pos (0 if unknown): a resuming producer looks for changes it
+	// published past Pos only after it.
+	StreamSeq uint64 `json:"streamSeq,omitempty"`
 }
 
 // SnapshotState is a source's snapshot progress.

@@ -183,11 +183,11 @@ func run(ctx context.Context, cfg *config.Config, srcs []config.Source, tgts []c
 		}()
 	}
 	var prodWG, applyWG sync.WaitGroup
-	for _, p := range prods {
+	for i, p := range prods {
 		prodWG.Add(1)
 		go func() {
 			defer prodWG.Done()
-			if err := p.Run(prodCtx); err != nil {
+			if err := superviseProducer(prodCtx, p, srcs[i], producers.Env{Conn: conn, State: state, Log: log}); err != nil {
 				fail(err)
 				stopProd()
 			}
@@ -288,5 +288,43 @@ func waitApplied(ctx context.Context, runners []*appliers.Runner) error {
 func summary(log *slog.Logger, runners []*appliers.Runner) {
 	for _, r := range runners {
 		log.Info("applied", "target", r.Name(), "events", r.Stats.Applied.Load(), "batches", r.Stats.Batches.Load(), "deadLettered", r.Stats.DeadLettered.Load())
+	}
+}
+
+// superviseProducer runs a producer and, when it stops on a passing
+// connection failure (the source restarted, a connection was cut, NATS was
+// away too long), opens it again and resumes from its saved position, as an
+// operator would, backing off up to 30 s between attempts. Errors that
+// restarting cannot fix end the run.
+func superviseProducer(ctx context.Context, p producers.Producer, cfg config.Source, env producers.Env) error {
+	wait := time.Second
+	for {
+		err := p.Run(ctx)
+		if err == nil || !producers.Transient(ctx, err) {
+			return err
+		}
+		env.Log.Warn("source stopped on a connection failure; resuming from its saved position", "source", cfg.Name, "err", err, "in", wait)
+		metrics.ProducerRestarts.WithLabelValues(cfg.Name).Inc()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+		for {
+			if p, err = producers.Open(ctx, cfg, env); err == nil {
+				break
+			}
+			if !producers.Transient(ctx, err) {
+				return err
+			}
+			env.Log.Warn("reopening source failed; retrying", "source", cfg.Name, "err", err, "in", wait)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, 30*time.Second)
+		}
 	}
 }

@@ -15,6 +15,8 @@ var (
 	// Source side.
 	EventsPublished = counter("ferry_source_events_published_total",
 		"Events a source's producer published and JetStream acknowledged.", "source", "table")
+	ProducerRestarts = counter("ferry_source_restarts_total",
+		"Times a producer was started again after a connection failure.", "source")
 	SnapshotRows = counter("ferry_snapshot_rows_total",
 		"Rows the snapshot published.", "source", "table")
 	SnapshotRowsEstimate = gauge("ferry_snapshot_rows_estimate",

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -54,29 +55,55 @@ type cdc struct {
 	tx        txState
 	ck        *streams.Checkpointer
 	acked     atomic.Uint64 // newest position everything before is acknowledged
+	// ackedSeq is the stream sequence of the newest message published up to
+	// acked; ackMu keeps the two consistent for saveAndConfirm.
+	ackedSeq  uint64
+	ackMu     sync.Mutex
 	ackedTime atomic.Int64  // commit time of the newest acknowledged change
 	saved     pglogrepl.LSN // newest position saved in KV and confirmed
 	events    int64
 	ctx       context.Context
-	// replaying: events before the first one JetStream stores anew are
-	// repeats of what a previous run published; they go one at a time.
+	// replaying: events before the first one the stream does not hold yet
+	// are repeats of what a previous run published (stored lists their
+	// positions); they are not published again.
 	replaying bool
+	stored    map[string]bool
 	// epoch, once set, suffixes every message id of this run (see publish).
 	epoch string
+	// stop, when set, ends the stream at a fresh snapshot's boundary.
+	stop *boundary
 }
 
 func (p *producer) stream(ctx context.Context, conn *pgconn.PgConn, start pglogrepl.LSN) error {
+	_, err := p.runStream(ctx, conn, start, nil)
+	return err
+}
+
+// runStream streams changes from start until ctx ends, or with a boundary
+// (see catchUp) until it is reached, and returns the position saved last.
+func (p *producer) runStream(ctx context.Context, conn *pgconn.PgConn, start pglogrepl.LSN, stop *boundary) (pglogrepl.LSN, error) {
 	err := pglogrepl.StartReplication(ctx, conn, p.cfg.Slot, start, pglogrepl.StartReplicationOptions{
 		PluginArgs: []string{"proto_version '1'", "publication_names '" + strings.ReplaceAll(p.cfg.Publication, "'", "''") + "'"},
 	})
 	if err != nil {
-		return fmt.Errorf("source %s: starting replication from slot %s at %s: %w", p.cfg.Name, p.cfg.Slot, start, err)
+		return 0, fmt.Errorf("source %s: starting replication from slot %s at %s: %w", p.cfg.Name, p.cfg.Slot, start, err)
 	}
 	p.log.Info("streaming changes", "slot", p.cfg.Slot, "from", start.String())
-	c := &cdc{p: p, conn: conn, relations: map[uint32]*relation{}, saved: start, ctx: ctx, replaying: true}
+	// The stream may hold changes past the saved position: they were
+	// published, but the run ended before it saved that far.
+	stored, fromSeq, err := p.storedAfter(ctx, start)
+	if err != nil {
+		return 0, err
+	}
+	c := &cdc{p: p, conn: conn, relations: map[uint32]*relation{}, saved: start, ctx: ctx, replaying: len(stored) > 0, stored: stored, stop: stop}
+	c.epoch = strconv.FormatInt(time.Now().UnixNano(), 36)
 	c.acked.Store(uint64(start))
+	c.ackedSeq = fromSeq
 	c.ck = streams.NewCheckpointer(context.WithoutCancel(ctx), 16384)
 	runErr := c.loop(ctx)
+	if errors.Is(runErr, errCaughtUp) {
+		runErr = nil
+	}
 	// Stopping: wait for what was published, then save and confirm it.
 	ckErr := c.ck.Close()
 	if err := c.saveAndConfirm(context.WithoutCancel(ctx), false); err != nil && runErr == nil {
@@ -86,7 +113,7 @@ func (p *producer) stream(ctx context.Context, conn *pgconn.PgConn, start pglogr
 		runErr = fmt.Errorf("source %s: %w", p.cfg.Name, ckErr)
 	}
 	p.log.Info("change stream stopped", "events", c.events, "position", c.saved.String())
-	return runErr
+	return c.saved, runErr
 }
 
 func (c *cdc) loop(ctx context.Context) error {
@@ -135,6 +162,12 @@ func (c *cdc) loop(ctx context.Context) error {
 					// received; once it is acknowledged it is a safe
 					// restart point.
 					end := ka.ServerWALEnd
+					if c.stop != nil && end >= c.stop.until {
+						// Every transaction the fresh snapshot contains
+						// has been received.
+						c.ck.Mark(func() error { c.advance(end, 0); return nil })
+						return errCaughtUp
+					}
 					c.ck.Mark(func() error {
 						c.advance(end, 0)
 						metrics.SourceLag.WithLabelValues(c.p.cfg.Name).Set(0)
@@ -162,6 +195,13 @@ func (c *cdc) loop(ctx context.Context) error {
 
 // advance records that everything before lsn is acknowledged.
 func (c *cdc) advance(lsn pglogrepl.LSN, commitUs int64) {
+	c.ackMu.Lock()
+	defer c.ackMu.Unlock()
+	// Called from a checkpoint, after every message added before it was
+	// acknowledged: the checkpointer's sequence is the newest of those.
+	if seq := c.ck.Seq(); seq > c.ackedSeq {
+		c.ackedSeq = seq
+	}
 	for {
 		cur := c.acked.Load()
 		if uint64(lsn) <= cur || c.acked.CompareAndSwap(cur, uint64(lsn)) {
@@ -176,9 +216,11 @@ func (c *cdc) advance(lsn pglogrepl.LSN, commitUs int64) {
 // saveAndConfirm writes the acknowledged position to KV, then confirms it to
 // PostgreSQL: in that order, so the slot never moves past what ferry has.
 func (c *cdc) saveAndConfirm(ctx context.Context, replyRequested bool) error {
-	lsn := pglogrepl.LSN(c.acked.Load())
+	c.ackMu.Lock()
+	lsn, seq := pglogrepl.LSN(c.acked.Load()), c.ackedSeq
+	c.ackMu.Unlock()
 	if lsn > c.saved {
-		pos := streams.Position{Pos: lsnBytes(lsn), Text: lsn.String(), CommitTimeUs: c.ackedTime.Load(), SavedAtUs: time.Now().UnixMicro()}
+		pos := streams.Position{Pos: lsnBytes(lsn), Text: lsn.String(), CommitTimeUs: c.ackedTime.Load(), SavedAtUs: time.Now().UnixMicro(), StreamSeq: seq}
 		if err := c.p.env.State.PutJSON(ctx, streams.PositionKey(c.p.cfg.Name), pos); err != nil {
 			return fmt.Errorf("source %s: %w", c.p.cfg.Name, err)
 		}
@@ -208,6 +250,11 @@ func (c *cdc) handle(ctx context.Context, data []byte) error {
 	case *pglogrepl.RelationMessage:
 		return c.relation(ctx, m)
 	case *pglogrepl.BeginMessage:
+		if c.stop != nil && !c.stop.vis.visible(m.Xid) {
+			// The first transaction the fresh snapshot does not contain:
+			// it is streamed after the remaining chunks.
+			return errCaughtUp
+		}
 		c.tx = txState{open: true, xid: m.Xid, commit: m.FinalLSN, commitUs: m.CommitTime.UnixMicro(), tables: map[string]int{}}
 	case *pglogrepl.CommitMessage:
 		end, us, tables := m.TransactionEndLSN, c.tx.commitUs, c.tx.tables
@@ -527,24 +574,24 @@ func (c *cdc) publish(ev *pb.Event) error {
 	subject := streams.EventSubject(c.p.cfg.Name, ev.Table, lane)
 	id := fmt.Sprintf("%s:%016X:%d", c.p.cfg.Name, uint64(c.tx.commit), ev.TxIndex)
 	if c.replaying {
-		// After a restart the stream may hold events past the saved
-		// position; their ids make JetStream drop the repeats. But if an
-		// earlier one is missing while later ones are there (a publish
-		// that failed while later ones went through, or ids older than the
-		// duplicate window), dedup would leave them out of order for good.
-		// So: repeat one at a time while JetStream says "duplicate"; from
-		// the first event it stores anew, every id of this run gets a
-		// fresh suffix, so all that follows is stored again, in order.
-		ack, err := c.p.env.Conn.PublishSync(c.ctx, subject, id, data)
-		if err != nil {
-			return fmt.Errorf("source %s: %w", c.p.cfg.Name, err)
+		// After a restart the source sends again changes the stream
+		// already holds (published, but not yet saved as the position):
+		// skip those. From the first change the stream lacks, publish
+		// everything, also changes it holds beyond that one: if an earlier
+		// publish was lost while later ones went through, only publishing
+		// them again puts that key's changes back in order. Every id of a
+		// run has its own suffix, so those repeats are stored, not dropped
+		// as duplicates.
+		if c.stored[string(ev.Position)] {
+			c.events++
+			return nil
 		}
-		if !ack.Duplicate {
-			c.replaying = false
-			c.epoch = strconv.FormatInt(time.Now().UnixNano(), 36)
+		c.replaying = false
+		if len(c.stored) > 0 && c.storedBeyond(ev.Position) {
+			c.p.log.Warn("the stream misses a change that later ones follow; publishing again from it so that every key's changes stay in order",
+				"source", c.p.cfg.Name, "position", ev.PositionText)
 		}
-		c.events++
-		return nil
+		c.stored = nil
 	}
 	f, err := c.p.env.Conn.PublishAsync(subject, id+":"+c.epoch, data)
 	if err != nil {
@@ -566,4 +613,49 @@ func CurrentPosition(ctx context.Context, pool *pgxpool.Pool) (streams.Position,
 		return streams.Position{}, err
 	}
 	return streams.Position{Pos: lsnBytes(lsn), Text: text}, nil
+}
+
+// storedBeyond reports whether the stream holds a change after pos.
+func (c *cdc) storedBeyond(pos []byte) bool {
+	for p := range c.stored {
+		if p > string(pos) {
+			return true
+		}
+	}
+	return false
+}
+
+// storedAfter finds the changes the stream already holds past start, and
+// the stream sequence the saved position was taken at. Before the first
+// change is published, it saves the start with the stream's current end, so
+// that a crash before the first regular save still scans only what this
+// stream of changes added.
+func (p *producer) storedAfter(ctx context.Context, start pglogrepl.LSN) (map[string]bool, uint64, error) {
+	var pos streams.Position
+	found, err := p.env.State.GetJSON(ctx, streams.PositionKey(p.cfg.Name), &pos)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !found {
+		st, err := p.env.Conn.JS.Stream(ctx, streams.StreamName(p.cfg.Name))
+		if err != nil {
+			return nil, 0, fmt.Errorf("source %s: opening its stream: %w", p.cfg.Name, err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return nil, 0, fmt.Errorf("source %s: reading its stream: %w", p.cfg.Name, err)
+		}
+		pos = streams.Position{Pos: lsnBytes(start), Text: start.String(), SavedAtUs: time.Now().UnixMicro(), StreamSeq: info.State.LastSeq}
+		if err := p.env.State.PutJSON(ctx, streams.PositionKey(p.cfg.Name), pos); err != nil {
+			return nil, 0, fmt.Errorf("source %s: %w", p.cfg.Name, err)
+		}
+		return map[string]bool{}, pos.StreamSeq, nil
+	}
+	// A position saved without a sequence (by an older ferry) scans back as
+	// far as a checkpoint interval can reach at any plausible rate.
+	stored, err := p.env.Conn.StoredAfter(ctx, p.cfg.Name, lsnBytes(start), pos.StreamSeq, 1<<20)
+	if err != nil {
+		return nil, 0, fmt.Errorf("source %s: %w", p.cfg.Name, err)
+	}
+	return stored, pos.StreamSeq, nil
 }

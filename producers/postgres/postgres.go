@@ -147,6 +147,24 @@ func (p *producer) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if needSnapshot && snap.Name == "" {
+			// The slot's exported snapshot is gone (a restart): see
+			// catchup.go for why the stream goes first.
+			tx, name, vis, until, err := p.freshSnapshot(ctx)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = tx.Rollback(context.Background()) }()
+			if start, err = p.catchUp(ctx, repl, start, vis, until); err != nil {
+				return err
+			}
+			repl.Close(context.Background())
+			if repl, err = p.replConn(ctx); err != nil {
+				return err
+			}
+			defer repl.Close(context.Background())
+			snap.Name = name
+		}
 	}
 	if needSnapshot {
 		if !p.cfg.HasCDC() && snap.Name == "" {

@@ -17,6 +17,7 @@ import (
 	"github.com/ferry-dev/ferry/config"
 	"github.com/ferry-dev/ferry/internal/metrics"
 	"github.com/ferry-dev/ferry/internal/pgcodec"
+	"github.com/ferry-dev/ferry/producers"
 	"github.com/ferry-dev/ferry/streams"
 	"github.com/ferry-dev/ferry/streams/pb"
 )
@@ -273,9 +274,14 @@ func (p *producer) readChunk(ctx context.Context, t *table, pl *plan, chunk int,
 	defer func() { _ = tx.Rollback(context.Background()) }()
 	if snapName != "" && !snapGone.Load() {
 		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+snapName+"'"); err != nil {
-			// The exporting session ended (a restart): read at a fresh
-			// snapshot; the change stream from the slot's consistent point
-			// brings these rows up to date.
+			if p.cfg.HasCDC() {
+				// The exporting session ended (its connection was cut).
+				// Rows read in a fresh snapshot must wait for the changes
+				// before it (catchup.go): start over from the saved state.
+				return 0, producers.Restart(fmt.Errorf("source %s: the exported snapshot is gone: %w", p.cfg.Name, err))
+			}
+			// Without a change stream, nothing older follows these rows:
+			// read the rest in a fresh snapshot.
 			snapGone.Store(true)
 			p.log.Info("exported snapshot no longer available; reading remaining chunks at a fresh snapshot", "err", err)
 			_ = tx.Rollback(ctx)
