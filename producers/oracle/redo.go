@@ -40,7 +40,7 @@ type redoStmt struct {
 //	update "HR"."T" set "NAME" = 'x', "D" = NULL where "ID" = '1' and "D" IS NULL and ROWID = 'AAA...';
 //	delete from "HR"."T" where "ID" = '1' and "NAME" = 'x';
 //
-// Values may be quoted strings (” escapes a quote), NULL, unquoted numbers,
+// Values may be quoted strings (a doubled single quote stands for one), NULL, unquoted numbers,
 // or function calls whose arguments are quoted strings (TO_DATE,
 // TO_TIMESTAMP, TO_TIMESTAMP_TZ, HEXTORAW, UNISTR, TO_YMINTERVAL,
 // TO_DSINTERVAL, EMPTY_CLOB(), EMPTY_BLOB()).
@@ -161,7 +161,7 @@ func (p *parser) qualified(st *redoStmt) error {
 	return nil
 }
 
-// str reads a quoted string; ” is a quote.
+// str reads a quoted string; a doubled single quote stands for one.
 func (p *parser) str() (string, error) {
 	p.ws()
 	if p.i >= len(p.s) || p.s[p.i] != '\'' {
