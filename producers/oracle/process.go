@@ -231,10 +231,14 @@ func (p *processor) events(tb *table, r MinedRow) ([]*pb.Event, error) {
 	// An update: the new row is the SET values, plus the old values of the
 	// columns it did not set (their current values). LOB columns a SET
 	// assigned EMPTY_*() to are missing and read at commit.
-	after := &pb.Row{Names: slices.Clone(set.Names), Values: slices.Clone(set.Values)}
-	for i, n := range old.Names {
-		if !slices.Contains(set.Names, n) && !slices.Contains(setLOB, n) {
-			after.Names = append(after.Names, n)
+	// The row is in table order.
+	after := &pb.Row{}
+	for _, c := range tb.Columns {
+		if i := slices.Index(set.Names, c.Name); i >= 0 {
+			after.Names = append(after.Names, c.Name)
+			after.Values = append(after.Values, set.Values[i])
+		} else if i := slices.Index(old.Names, c.Name); i >= 0 && !slices.Contains(setLOB, c.Name) {
+			after.Names = append(after.Names, c.Name)
 			after.Values = append(after.Values, old.Values[i])
 		}
 	}
