@@ -1,6 +1,7 @@
 package oracle
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -31,15 +32,23 @@ type cdc struct {
 	mu    sync.Mutex
 	acked checkpoint
 	saved checkpoint
-	// replaying: events before the first one JetStream stores anew are
-	// repeats of what a previous run published; they go one at a time.
-	replaying bool
-	epoch     string
-	events    int64
+	// stored is the position of the newest change event the stream held
+	// when this run began: events up to it were published by an earlier
+	// run and are sent again one at a time, expecting JetStream to report
+	// each as a duplicate.
+	stored []byte
+	// epoch, once set, suffixes every message id of this run (see publish).
+	epoch  string
+	events int64
 }
 
 func (p *producer) stream(ctx context.Context, start checkpoint) error {
-	c := &cdc{p: p, ctx: ctx, run: start, acked: start, saved: start, replaying: true}
+	c := &cdc{p: p, ctx: ctx, run: start, acked: start, saved: start}
+	stored, err := p.lastStoredPosition(ctx)
+	if err != nil {
+		return err
+	}
+	c.stored = stored
 	c.proc = &processor{
 		tables: p.tables,
 		buf:    newTxBuffer(p.cfg.TxBufferBytes, spillDir(p.cfg.SpillDir, p.cfg.Name)),
@@ -210,11 +219,16 @@ func (c *cdc) emit(cm committed) error {
 	return nil
 }
 
-// publish sends one change event under its deterministic id. After a
-// restart, events are re-sent one at a time while JetStream reports them as
-// duplicates; from the first one it stores anew, every id of this run gets
-// a fresh suffix, so that all that follows is stored again, in order, and
-// none is dropped as a repeat.
+// publish sends one change event under its deterministic id.
+//
+// After a restart, the events up to the newest one the stream holds were
+// published by the previous run: they are sent again one at a time, and
+// JetStream drops each as a duplicate, so a crash between publishing and
+// saving the position leaves no repeats. Should one of them be stored anew
+// (an earlier publish was lost while later ones went through, or the
+// duplicate window has passed), dedup could leave the stream out of order;
+// so from there on every id of this run gets a fresh suffix, and all that
+// follows is stored again, in order.
 func (c *cdc) publish(ev *pb.Event, id string) error {
 	if err := config.WaitRows(c.ctx, c.p.limit, 1); err != nil {
 		return err
@@ -229,23 +243,56 @@ func (c *cdc) publish(ev *pb.Event, id string) error {
 	}
 	subject := streams.EventSubject(c.p.cfg.Name, ev.Table, streams.Lane(ev.Key, c.p.cfg.Partitions))
 	c.events++
-	if c.replaying {
+	if c.epoch == "" && c.stored != nil && bytes.Compare(ev.Position, c.stored) <= 0 {
 		ack, err := c.p.env.Conn.PublishSync(c.ctx, subject, id, data)
 		if err != nil {
 			return fmt.Errorf("source %s: %w", c.p.cfg.Name, err)
 		}
 		if !ack.Duplicate {
-			c.replaying = false
 			c.epoch = strconv.FormatInt(time.Now().UnixNano(), 36)
+			c.p.log.Warn("a change the stream should hold was stored again; the rest of this run is published again in order", "position", ev.PositionText)
 		}
 		return nil
 	}
-	f, err := c.p.env.Conn.PublishAsync(subject, id+":"+c.epoch, data)
+	if c.epoch != "" {
+		id += ":" + c.epoch
+	}
+	f, err := c.p.env.Conn.PublishAsync(subject, id, data)
 	if err != nil {
 		return fmt.Errorf("source %s: %w", c.p.cfg.Name, err)
 	}
 	c.ck.Add(f)
 	return nil
+}
+
+// lastStoredPosition is the position of the stream's newest message when
+// it is a change event of this source (nil otherwise: an empty stream, or
+// snapshot rows, which have none).
+func (p *producer) lastStoredPosition(ctx context.Context) ([]byte, error) {
+	st, err := p.env.Conn.JS.Stream(ctx, streams.StreamName(p.cfg.Name))
+	if err != nil {
+		return nil, fmt.Errorf("source %s: opening stream: %w", p.cfg.Name, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("source %s: reading stream state: %w", p.cfg.Name, err)
+	}
+	if info.State.Msgs == 0 {
+		return nil, nil
+	}
+	m, err := st.GetMsg(ctx, info.State.LastSeq)
+	if err != nil {
+		return nil, fmt.Errorf("source %s: reading the stream's last message: %w", p.cfg.Name, err)
+	}
+	b, err := streams.Decode(m.Data)
+	if err != nil || len(b.Events) == 0 {
+		return nil, err
+	}
+	last := b.Events[len(b.Events)-1]
+	if len(last.Position) != 16 {
+		return nil, nil
+	}
+	return last.Position, nil
 }
 
 // fillLOBs reads, as of the commit, the LOB columns of an inserted or

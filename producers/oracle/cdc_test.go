@@ -1,0 +1,379 @@
+package oracle
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ferry-dev/ferry/config"
+	"github.com/ferry-dev/ferry/producers"
+	"github.com/ferry-dev/ferry/streams"
+	"github.com/ferry-dev/ferry/streams/pb"
+)
+
+// These tests run the producer against real JetStream (the embedded
+// server) with a fake Oracle: recorded LogMiner rows and canned query
+// results.
+
+func embedded(t *testing.T) *streams.Conn {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cfg := config.NATS{Listen: addr, DataDir: filepath.Join(t.TempDir(), "nats"), Replicas: 1, MaxPayload: 1 << 20, DuplicateWindow: config.Duration(10 * time.Minute)}
+	c, err := streams.Connect(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// fakeMiner serves recorded rows by SCN window.
+type fakeMiner struct {
+	mu      sync.Mutex
+	rows    []MinedRow
+	head    uint64
+	windows [][2]uint64
+}
+
+func (m *fakeMiner) CurrentSCN(context.Context) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.head, nil
+}
+
+func (m *fakeMiner) Mine(ctx context.Context, from, to uint64, owners []string, fn func(MinedRow) error) error {
+	m.mu.Lock()
+	rows := append([]MinedRow(nil), m.rows...)
+	m.windows = append(m.windows, [2]uint64{from, to})
+	m.mu.Unlock()
+	for _, r := range rows {
+		if r.SCN >= from && r.SCN <= to {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (m *fakeMiner) firstWindowFrom() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.windows) == 0 {
+		return 0
+	}
+	return m.windows[0][0]
+}
+
+// fakeQuerier answers the catalog, SCN, chunk-plan and chunk queries for
+// HR.ORDERS (ID NUMBER primary key, NAME, AMOUNT, NOTE CLOB) holding ids
+// 1..n.
+type fakeQuerier struct {
+	n          int
+	scn, since uint64
+	mu         sync.Mutex
+	seen       []string
+}
+
+func (q *fakeQuerier) Query(_ context.Context, sql string, args []any, fn func([]any) error) error {
+	q.mu.Lock()
+	q.seen = append(q.seen, sql)
+	q.mu.Unlock()
+	rows := [][]any{}
+	switch {
+	case sql == columnsSQL:
+		rows = [][]any{{"ID", "NUMBER", "0", "N"}, {"NAME", "VARCHAR2", nil, "Y"}, {"AMOUNT", "NUMBER", "2", "Y"}, {"NOTE", "CLOB", nil, "Y"}}
+	case sql == keySQL:
+		rows = [][]any{{"ID"}}
+	case sql == currentSCNSQL:
+		rows = [][]any{{fmt.Sprint(q.scn), fmt.Sprint(q.since)}}
+	case strings.Contains(sql, "FERRY_RN"):
+		every := args[1].(int)
+		for id := every; id <= q.n; id += every {
+			rows = append(rows, []any{fmt.Sprint(id)})
+		}
+	case strings.HasPrefix(sql, `SELECT TO_CHAR("ID"), "NAME", TO_CHAR("AMOUNT"), "NOTE" FROM "HR"."ORDERS" AS OF SCN`):
+		if args[0] != fmt.Sprint(q.scn) {
+			return fmt.Errorf("chunk read AS OF SCN %v, want the snapshot SCN %d", args[0], q.scn)
+		}
+		lo, hi := 0, q.n
+		i := 1
+		if strings.Contains(sql, `"ID" > TO_NUMBER`) {
+			fmt.Sscan(args[i].(string), &lo)
+			i++
+		}
+		if strings.Contains(sql, `"ID" <= TO_NUMBER`) {
+			fmt.Sscan(args[i].(string), &hi)
+		}
+		for id := lo + 1; id <= hi; id++ {
+			rows = append(rows, []any{fmt.Sprint(id), fmt.Sprintf("row %d", id), "10.5", nil})
+		}
+	default:
+		return fmt.Errorf("fake Oracle: unexpected query %s", sql)
+	}
+	for _, r := range rows {
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropKV loses the writes of some keys: a producer that dies before it
+// saves its position.
+type dropKV struct {
+	jetstream.KeyValue
+	drop func(key string) bool
+}
+
+func (d dropKV) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+	if d.drop(key) {
+		return 1, nil
+	}
+	return d.KeyValue.Put(ctx, key, value)
+}
+
+func testSource(mode string) config.Source {
+	return config.Source{Name: "ora", Type: "oracle", DSN: "oracle://u@h/s", Tables: []string{"HR.ORDERS"}, Mode: mode,
+		Partitions: 4, ChunkRows: 2, SnapshotWorkers: 2, SCNWindow: 25, PollInterval: config.Duration(20 * time.Millisecond), TxBufferBytes: 1 << 20}
+}
+
+// runProducer runs a producer until the stream holds want messages, then
+// stops it and returns its error.
+func runProducer(t *testing.T, conn *streams.Conn, state *streams.State, cfg config.Source, m Miner, q Querier, want uint64) {
+	t.Helper()
+	cfg.SpillDir = t.TempDir()
+	p := newProducer(cfg, producers.Env{Conn: conn, State: state, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, m, q, q)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- p.Run(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := conn.JS.Stream(context.Background(), streams.StreamName(cfg.Name))
+		if err == nil {
+			info, err := st.Info(context.Background())
+			if err == nil && info.State.Msgs >= want {
+				break
+			}
+		}
+		select {
+		case err := <-errc:
+			t.Fatalf("producer stopped before the stream held %d messages: %v", want, err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("the stream did not reach %d messages", want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("producer: %v", err)
+	}
+}
+
+// streamEvents reads every event of the source's stream, in stream order.
+func streamEvents(t *testing.T, conn *streams.Conn) []*pb.Event {
+	t.Helper()
+	ctx := context.Background()
+	st, err := conn.JS.Stream(ctx, streams.StreamName("ora"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*pb.Event
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := streams.Decode(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b.Events...)
+	}
+	return out
+}
+
+func changeSummary(evs []*pb.Event) string {
+	var s []string
+	for _, ev := range evs {
+		if ev.Op == pb.Op_OP_READ {
+			continue
+		}
+		s = append(s, fmt.Sprintf("%s %s id=%d tx=%s/%d pos=%s", strings.TrimPrefix(ev.Op.String(), "OP_"), ev.Table, ev.Key.Values[0].GetInt(), ev.TxId, ev.TxIndex, ev.PositionText))
+	}
+	return strings.Join(s, "\n")
+}
+
+// The snapshot reads AS OF one SCN in chunks; the change stream starts at
+// the oldest transaction open then, skips what the snapshot already holds,
+// and publishes a transaction that began before the snapshot and committed
+// after it whole.
+func TestSnapshotThenChanges(t *testing.T) {
+	conn := embedded(t)
+	state, err := conn.State(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &fakeQuerier{n: 5, scn: 1000, since: 990}
+	m := &fakeMiner{head: 1020, rows: []MinedRow{
+		insOrder(990, "OPEN.1.1", 6, "six"), // open at the snapshot
+		insOrder(995, "DONE.1.1", 7, "seven"),
+		commit(998, "DONE.1.1"), // committed before the snapshot SCN: in the snapshot
+		updOrder(1003, "OPEN.1.1", 6, "six", "six!"),
+		commit(1005, "OPEN.1.1"),
+		updOrder(1010, "LATE.1.1", 1, "row 1", "one"),
+		commit(1011, "LATE.1.1"),
+	}}
+	cfg := testSource(config.ModeSnapshotCDC)
+	cfg.Tables = nil // every table of the user's schema
+	q2 := &userTablesQuerier{q}
+	runProducer(t, conn, state, cfg, m, q2, 3+3+2)
+
+	evs := streamEvents(t, conn)
+	reads := map[int64]bool{}
+	for _, ev := range evs {
+		if ev.Op == pb.Op_OP_READ {
+			reads[ev.Key.Values[0].GetInt()] = true
+		}
+	}
+	if len(reads) != 5 {
+		t.Errorf("snapshot read ids %v, want 1..5", reads)
+	}
+	want := "INSERT HR.ORDERS id=6 tx=OPEN.1.1/0 pos=1005/0/0\nUPDATE HR.ORDERS id=6 tx=OPEN.1.1/1 pos=1005/0/1\nUPDATE HR.ORDERS id=1 tx=LATE.1.1/0 pos=1011/0/0"
+	if got := changeSummary(evs); got != want {
+		t.Errorf("changes:\n%s\nwant\n%s", got, want)
+	}
+	if from := m.firstWindowFrom(); from != 990 {
+		t.Errorf("mining began at SCN %d, want 990 (the oldest transaction open at the snapshot)", from)
+	}
+	var cp checkpoint
+	if _, err := state.GetJSON(context.Background(), lmKey("ora"), &cp); err != nil {
+		t.Fatal(err)
+	}
+	if cp.CommitSCN != 1011 || cp.RestartSCN != 1021 {
+		t.Errorf("saved checkpoint %+v, want commit 1011 and restart 1021", cp)
+	}
+	var snap streams.SnapshotState
+	if _, err := state.GetJSON(context.Background(), streams.SnapshotKey("ora"), &snap); err != nil || !snap.Done || snap.Consistent != "1000" {
+		t.Errorf("snapshot state %+v, %v", snap, err)
+	}
+}
+
+// userTablesQuerier also lists the user's tables.
+type userTablesQuerier struct{ *fakeQuerier }
+
+func (q *userTablesQuerier) Query(ctx context.Context, sql string, args []any, fn func([]any) error) error {
+	if sql == userTablesSQL {
+		return fn([]any{"HR", "ORDERS"})
+	}
+	return q.fakeQuerier.Query(ctx, sql, args, fn)
+}
+
+// A producer dies after publishing but before saving its position. The
+// next run mines the same transactions again; JetStream drops the repeats
+// by message id, so the stream holds every change once, in commit order,
+// and the long transaction still open at the crash is published whole.
+func TestResumeAfterCrashBetweenPublishAndSave(t *testing.T) {
+	conn := embedded(t)
+	ctx := context.Background()
+	state, err := conn.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testSource(config.ModeCDC)
+	cfg.SCN = 100
+	q := &fakeQuerier{}
+	m := &fakeMiner{head: 130, rows: []MinedRow{
+		insOrder(101, "A.1.1", 1, "a"),
+		insOrder(105, "LONG.1.1", 9, "long"),
+		dml(106, "A.1.1", opcodeInsert, "ITEMS", "I1", `insert into "HR"."ITEMS"("ORDER_ID","LINE","SKU") values ('1','1','X');`),
+		commit(110, "A.1.1"),
+		insOrder(115, "B.1.1", 2, "b"),
+		commit(120, "B.1.1"),
+	}}
+	// ITEMS is in the pipeline too.
+	cfg.Tables = []string{"HR.ORDERS", "HR.ITEMS"}
+	iq := &itemsQuerier{q}
+	lost := &streams.State{KV: dropKV{KeyValue: state.KV, drop: func(k string) bool {
+		return k == lmKey("ora") || k == streams.PositionKey("ora")
+	}}}
+	runProducer(t, conn, lost, cfg, m, iq, 3)
+	if found, _ := state.GetJSON(ctx, lmKey("ora"), &checkpoint{}); found {
+		t.Fatal("the first run's checkpoint was saved; the crash was not simulated")
+	}
+
+	// Meanwhile C commits and the long transaction ends.
+	m.mu.Lock()
+	m.rows = append(m.rows,
+		insOrder(125, "C.1.1", 3, "c"),
+		commit(126, "C.1.1"),
+		updOrder(135, "LONG.1.1", 9, "long", "longer"),
+		commit(140, "LONG.1.1"),
+	)
+	m.head = 150
+	m.mu.Unlock()
+	runProducer(t, conn, state, cfg, m, iq, 6)
+
+	want := strings.Join([]string{
+		"INSERT HR.ORDERS id=1 tx=A.1.1/0 pos=110/0/0",
+		"INSERT HR.ITEMS id=1 tx=A.1.1/1 pos=110/0/1",
+		"INSERT HR.ORDERS id=2 tx=B.1.1/0 pos=120/0/0",
+		"INSERT HR.ORDERS id=3 tx=C.1.1/0 pos=126/0/0",
+		"INSERT HR.ORDERS id=9 tx=LONG.1.1/0 pos=140/0/0",
+		"UPDATE HR.ORDERS id=9 tx=LONG.1.1/1 pos=140/0/1",
+	}, "\n")
+	if got := changeSummary(streamEvents(t, conn)); got != want {
+		t.Fatalf("stream after the restart:\n%s\nwant\n%s", got, want)
+	}
+	var cp checkpoint
+	if _, err := state.GetJSON(ctx, lmKey("ora"), &cp); err != nil {
+		t.Fatal(err)
+	}
+	if cp.CommitSCN != 140 || len(cp.XIDs) != 1 || cp.XIDs[0] != "LONG.1.1" || cp.RestartSCN != 151 {
+		t.Errorf("checkpoint %+v, want commit 140 by LONG.1.1, restart 151", cp)
+	}
+	var pos streams.Position
+	if _, err := state.GetJSON(ctx, streams.PositionKey("ora"), &pos); err != nil || pos.Text != "140" {
+		t.Errorf("position %+v, %v", pos, err)
+	}
+}
+
+// itemsQuerier adds HR.ITEMS (ORDER_ID, LINE) to the catalog.
+type itemsQuerier struct{ *fakeQuerier }
+
+func (q *itemsQuerier) Query(ctx context.Context, sql string, args []any, fn func([]any) error) error {
+	if (sql == columnsSQL || sql == keySQL) && args[1] == "ITEMS" {
+		rows := [][]any{{"ORDER_ID", "NUMBER", "0", "N"}, {"LINE", "NUMBER", "0", "N"}, {"SKU", "VARCHAR2", nil, "Y"}}
+		if sql == keySQL {
+			rows = [][]any{{"ORDER_ID"}, {"LINE"}}
+		}
+		for _, r := range rows {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return q.fakeQuerier.Query(ctx, sql, args, fn)
+}
