@@ -177,47 +177,34 @@ func chunkQuery(t *table, pl *streams.ChunkPlan, chunk int, scn uint64) (string,
 		args = append(args, v)
 		return c.bindExpr(fmt.Sprintf(":%d", len(args)))
 	}
-	cmp := func(bound []string, last string) string {
+	// cmp spells out key > bound (op ">", last ">") or key <= bound (op
+	// "<", last "<="): (a op x) OR (a = x AND b op y) ... with the last
+	// column compared by last.
+	cmp := func(bound []string, op, last string) string {
 		var ors []string
 		for i := range t.Key {
 			var ands []string
 			for j := 0; j <= i; j++ {
 				c := t.Columns[t.Key[j]]
-				op := "="
-				if j == i {
-					op = last
+				o := "="
+				switch {
+				case j == i && i == len(t.Key)-1:
+					o = last
+				case j == i:
+					o = op
 				}
-				ands = append(ands, quoteIdent(c.Name)+" "+op+" "+bind(c, bound[j]))
+				ands = append(ands, quoteIdent(c.Name)+" "+o+" "+bind(c, bound[j]))
 			}
 			ors = append(ors, "("+strings.Join(ands, " AND ")+")")
 		}
 		return "(" + strings.Join(ors, " OR ") + ")"
 	}
-	// For the upper bound, the last key column compares with <=.
 	var where []string
 	if chunk > 0 {
-		where = append(where, cmp(pl.Bounds[chunk-1], ">"))
+		where = append(where, cmp(pl.Bounds[chunk-1], ">", ">"))
 	}
 	if chunk < len(pl.Bounds) {
-		// (a < x) OR (a = x AND b <= y): the chunk includes its bound.
-		b := pl.Bounds[chunk]
-		var ors []string
-		for i := range t.Key {
-			var ands []string
-			for j := 0; j <= i; j++ {
-				c := t.Columns[t.Key[j]]
-				op := "="
-				if j == i {
-					op = "<"
-					if i == len(t.Key)-1 {
-						op = "<="
-					}
-				}
-				ands = append(ands, quoteIdent(c.Name)+" "+op+" "+bind(c, b[j]))
-			}
-			ors = append(ors, "("+strings.Join(ands, " AND ")+")")
-		}
-		where = append(where, "("+strings.Join(ors, " OR ")+")")
+		where = append(where, cmp(pl.Bounds[chunk], "<", "<="))
 	}
 	q := "SELECT " + strings.Join(sel, ", ") + " FROM " + t.ident() + " AS OF SCN TO_NUMBER(:1)"
 	if len(where) > 0 {
