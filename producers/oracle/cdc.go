@@ -92,7 +92,7 @@ func (c *cdc) loop(ctx context.Context, from uint64) error {
 		}
 		if from > head {
 			if err := c.save(ctx); err != nil {
-				return err
+				return c.stopping(ctx, err)
 			}
 			select {
 			case <-ctx.Done():
@@ -115,10 +115,19 @@ func (c *cdc) loop(ctx context.Context, from uint64) error {
 		c.ck.Mark(func() error { c.setAcked(cp); return nil })
 		from = to + 1
 		if err := c.save(ctx); err != nil {
-			return err
+			return c.stopping(ctx, err)
 		}
 	}
 	return nil
+}
+
+// stopping drops an error caused by ctx ending: the final save after the
+// loop writes the checkpoint then.
+func (c *cdc) stopping(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 func (c *cdc) setAcked(cp checkpoint) {
