@@ -112,6 +112,7 @@ func (c *cdc) loop(ctx context.Context, from uint64) error {
 		cp := c.run
 		cp.XIDs = slices.Clone(cp.XIDs)
 		cp.RestartSCN = c.proc.restartSCN(to + 1)
+		cp.MinedSCN = to
 		c.ck.Mark(func() error { c.setAcked(cp); return nil })
 		from = to + 1
 		if err := c.save(ctx); err != nil {
@@ -141,19 +142,20 @@ func (c *cdc) save(ctx context.Context) error {
 	c.mu.Lock()
 	cp := c.acked
 	c.mu.Unlock()
-	if cp.CommitSCN == c.saved.CommitSCN && cp.RestartSCN == c.saved.RestartSCN && slices.Equal(cp.XIDs, c.saved.XIDs) {
+	if cp.CommitSCN == c.saved.CommitSCN && cp.RestartSCN == c.saved.RestartSCN && cp.MinedSCN == c.saved.MinedSCN && slices.Equal(cp.XIDs, c.saved.XIDs) {
 		return nil
 	}
 	if err := c.p.env.State.PutJSON(ctx, lmKey(c.p.cfg.Name), cp); err != nil {
 		return fmt.Errorf("source %s: %w", c.p.cfg.Name, err)
 	}
-	pos := streams.Position{Pos: binary.BigEndian.AppendUint64(nil, cp.CommitSCN), Text: fmt.Sprint(cp.CommitSCN),
+	mined := max(cp.MinedSCN, cp.CommitSCN)
+	pos := streams.Position{Pos: binary.BigEndian.AppendUint64(nil, mined), Text: fmt.Sprint(mined),
 		CommitTimeUs: cp.CommitTimeUs, SavedAtUs: time.Now().UnixMicro()}
 	if err := c.p.env.State.PutJSON(ctx, streams.PositionKey(c.p.cfg.Name), pos); err != nil {
 		return fmt.Errorf("source %s: %w", c.p.cfg.Name, err)
 	}
 	c.saved = cp
-	metrics.SourcePosition.WithLabelValues(c.p.cfg.Name).Set(float64(cp.CommitSCN))
+	metrics.SourcePosition.WithLabelValues(c.p.cfg.Name).Set(float64(mined))
 	return nil
 }
 
@@ -209,7 +211,7 @@ func (c *cdc) emit(cm committed) error {
 	cp.XIDs = slices.Clone(c.run.XIDs)
 	// Mining resumes at the oldest transaction still open (this one is
 	// done), or at this commit: others may commit at the same SCN.
-	cp.RestartSCN = cm.commitSCN
+	cp.RestartSCN, cp.MinedSCN = cm.commitSCN, cm.commitSCN
 	for _, t := range c.proc.buf.open {
 		if t != cm.t && t.startSCN < cp.RestartSCN {
 			cp.RestartSCN = t.startSCN

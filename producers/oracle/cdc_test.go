@@ -354,8 +354,13 @@ func TestResumeAfterCrashBetweenPublishAndSave(t *testing.T) {
 		t.Errorf("checkpoint %+v, want commit 140 by LONG.1.1, restart 151", cp)
 	}
 	var pos streams.Position
-	if _, err := state.GetJSON(ctx, streams.PositionKey("ora"), &pos); err != nil || pos.Text != "140" {
-		t.Errorf("position %+v, %v", pos, err)
+	if _, err := state.GetJSON(ctx, streams.PositionKey("ora"), &pos); err != nil || pos.Text != "150" {
+		t.Errorf("position %+v, %v; want 150, the last SCN mined", pos, err)
+	}
+	p := newProducer(cfg, producers.Env{Conn: conn, State: state, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, m, iq, iq)
+	cur, err := p.CurrentPosition(ctx)
+	if err != nil || cur.Text != "150" || string(cur.Pos) > string(pos.Pos) {
+		t.Errorf("current position %+v, %v: the saved position must have reached it", cur, err)
 	}
 }
 

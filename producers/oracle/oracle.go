@@ -11,6 +11,7 @@ package oracle
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -100,6 +101,24 @@ func newProducer(cfg config.Source, env producers.Env, m Miner, q, root Querier)
 
 // Close releases the connections of a producer that was opened but not run.
 func (p *producer) Close() { p.closer() }
+
+// Ping checks the source connection, for health checks.
+func (p *producer) Ping(ctx context.Context) error {
+	return p.root.Query(ctx, `SELECT 1 FROM DUAL`, nil, func([]any) error { return nil })
+}
+
+// CurrentPosition is the database's current SCN: every transaction
+// committed before now has a commit SCN at or below it. The saved position
+// reaches it once everything mined up to it is published.
+func (p *producer) CurrentPosition(ctx context.Context) (streams.Position, error) {
+	scn, err := p.miner.CurrentSCN(ctx)
+	if err != nil {
+		return streams.Position{}, fmt.Errorf("reading the current SCN: %w", err)
+	}
+	return streams.Position{Pos: binary.BigEndian.AppendUint64(nil, scn), Text: fmt.Sprint(scn)}, nil
+}
+
+var _ producers.Positioner = (*producer)(nil)
 
 // lmKey holds the change stream's checkpoint (see checkpoint).
 func lmKey(source string) string { return streams.SourceKey(source, "logminer") }

@@ -88,6 +88,10 @@ type checkpoint struct {
 	RestartSCN uint64   `json:"restartScn"`
 	// CommitTimeUs is the commit time of the newest published transaction.
 	CommitTimeUs int64 `json:"commitTimeUs,omitempty"`
+	// MinedSCN: every transaction committed at or before it is published.
+	// It is the position `ferry status --wait-caught-up` compares with the
+	// database's current SCN.
+	MinedSCN uint64 `json:"minedScn,omitempty"`
 }
 
 // published reports whether the commit of xid at scn is already out.
