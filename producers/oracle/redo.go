@@ -168,6 +168,12 @@ func (p *parser) str() (string, error) {
 		return "", fmt.Errorf("expected a quoted string")
 	}
 	p.i++
+	// Most strings hold no quote: take them as a slice of the statement.
+	if j := strings.IndexByte(p.s[p.i:], '\''); j >= 0 && (p.i+j+1 >= len(p.s) || p.s[p.i+j+1] != '\'') {
+		out := p.s[p.i : p.i+j]
+		p.i += j + 1
+		return out, nil
+	}
 	var b strings.Builder
 	for p.i < len(p.s) {
 		c := p.s[p.i]

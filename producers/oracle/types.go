@@ -266,6 +266,8 @@ func convert(c column, l literal) (*pb.Value, error) {
 	return &pb.Value{Kind: &pb.Value_Native{Native: s}}, nil
 }
 
+var sessionFormats = map[string]string{"TO_DATE": dateFormat, "TO_TIMESTAMP": tsFormat, "TO_TIMESTAMP_TZ": tstzFormat}
+
 // unwrap takes the text out of a literal: a string, a number, or the first
 // argument of a conversion function ferry knows. The function's format
 // argument must be the one ferry's session set, or the text cannot be read.
@@ -273,16 +275,13 @@ func unwrap(l literal) (text, fn string, err error) {
 	if l.Kind != litFunc {
 		return l.Text, "", nil
 	}
-	want := map[string]string{
-		"TO_DATE": dateFormat, "TO_TIMESTAMP": tsFormat, "TO_TIMESTAMP_TZ": tstzFormat,
-	}
 	switch l.Text {
 	case "TO_DATE", "TO_TIMESTAMP", "TO_TIMESTAMP_TZ":
 		if len(l.Args) != 2 {
 			return "", "", fmt.Errorf("%s: expected a value and a format", l)
 		}
-		if !strings.EqualFold(l.Args[1], want[l.Text]) {
-			return "", "", fmt.Errorf("%s: format %q is not the session format %q ferry sets (was the session's NLS setting changed?)", l, l.Args[1], want[l.Text])
+		if want := sessionFormats[l.Text]; !strings.EqualFold(l.Args[1], want) {
+			return "", "", fmt.Errorf("%s: format %q is not the session format %q ferry sets (was the session's NLS setting changed?)", l, l.Args[1], want)
 		}
 		return l.Args[0], l.Text, nil
 	case "HEXTORAW", "UNISTR", "TO_YMINTERVAL", "TO_DSINTERVAL", "TO_BINARY_FLOAT", "TO_BINARY_DOUBLE", "TO_NUMBER":
