@@ -79,17 +79,19 @@ func (c *cdc) loop(ctx context.Context, from uint64) error {
 		window = 50000
 	}
 	owners := c.p.owners()
+	flushed := &flushWatch{lag: c.p.flushLag}
 	for ctx.Err() == nil {
 		if err := c.ck.Err(); err != nil {
 			return fmt.Errorf("source %s: %w", c.p.cfg.Name, err)
 		}
-		head, err := c.p.miner.CurrentSCN(ctx)
+		cur, err := c.p.miner.CurrentSCN(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return fmt.Errorf("source %s: reading the current SCN: %w", c.p.cfg.Name, err)
 		}
+		head := flushed.observe(time.Now(), cur)
 		if from > head {
 			if err := c.save(ctx); err != nil {
 				return c.stopping(ctx, err)
@@ -120,6 +122,40 @@ func (c *cdc) loop(ctx context.Context, from uint64) error {
 		}
 	}
 	return nil
+}
+
+// flushWatch tells the newest SCN whose redo is surely in the log files.
+// Redo waits in the log buffer until LGWR writes it: at a commit, when the
+// buffer is a third full, and at least every three seconds (Oracle
+// Concepts, "Log Writer Process"). A window that ended at the current SCN
+// could miss an uncommitted change still in the buffer and never mine it
+// again; so a window ends at an SCN that was current lag ago.
+type flushWatch struct {
+	lag     time.Duration
+	samples []scnSample
+}
+
+type scnSample struct {
+	at  time.Time
+	scn uint64
+}
+
+// observe records the current SCN at now and returns the newest SCN that
+// was current at least lag before now (0 when none yet).
+func (f *flushWatch) observe(now time.Time, scn uint64) uint64 {
+	if f.lag <= 0 {
+		return scn
+	}
+	f.samples = append(f.samples, scnSample{now, scn})
+	var safe uint64
+	keep := 0
+	for i, s := range f.samples {
+		if now.Sub(s.at) >= f.lag {
+			safe, keep = s.scn, i
+		}
+	}
+	f.samples = f.samples[keep:]
+	return safe
 }
 
 // stopping drops an error caused by ctx ending: the final save after the

@@ -158,6 +158,7 @@ func runProducer(t *testing.T, conn *streams.Conn, state *streams.State, cfg con
 	t.Helper()
 	cfg.SpillDir = t.TempDir()
 	p := newProducer(cfg, producers.Env{Conn: conn, State: state, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, m, q, q)
+	p.flushLag = 0 // the fake's redo is all there
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- p.Run(ctx) }()
@@ -381,4 +382,27 @@ func (q *itemsQuerier) Query(ctx context.Context, sql string, args []any, fn fun
 		return nil
 	}
 	return q.fakeQuerier.Query(ctx, sql, args, fn)
+}
+
+func TestFlushWatch(t *testing.T) {
+	f := &flushWatch{lag: 5 * time.Second}
+	t0 := time.Unix(1000, 0)
+	if got := f.observe(t0, 100); got != 0 {
+		t.Errorf("at once: %d, want 0 (nothing is old enough)", got)
+	}
+	if got := f.observe(t0.Add(3*time.Second), 130); got != 0 {
+		t.Errorf("after 3s: %d", got)
+	}
+	if got := f.observe(t0.Add(6*time.Second), 160); got != 100 {
+		t.Errorf("after 6s: %d, want 100, the SCN current 5s or more before", got)
+	}
+	if got := f.observe(t0.Add(9*time.Second), 190); got != 130 {
+		t.Errorf("after 9s: %d, want 130", got)
+	}
+	if len(f.samples) > 3 {
+		t.Errorf("kept %d samples", len(f.samples))
+	}
+	if got := (&flushWatch{}).observe(t0, 42); got != 42 {
+		t.Errorf("without lag: %d", got)
+	}
 }

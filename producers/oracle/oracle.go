@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/time/rate"
 
@@ -59,6 +60,8 @@ type producer struct {
 	// maxPayload is the largest message the NATS server takes.
 	maxPayload int
 	limit      *rate.Limiter
+	// flushLag: mining stays this far behind the current SCN (flushWatch).
+	flushLag time.Duration
 }
 
 func open(ctx context.Context, cfg config.Source, env producers.Env) (producers.Producer, error) {
@@ -89,7 +92,8 @@ func open(ctx context.Context, cfg config.Source, env producers.Env) (producers.
 
 func newProducer(cfg config.Source, env producers.Env, m Miner, q, root Querier) *producer {
 	p := &producer{cfg: cfg, env: env, miner: m, q: q, root: root, tables: map[string]*table{},
-		log: env.Log.With("source", cfg.Name), limit: config.Limiter(cfg.ReadRowsPerSecond), closer: func() {}}
+		log: env.Log.With("source", cfg.Name), limit: config.Limiter(cfg.ReadRowsPerSecond), closer: func() {},
+		flushLag: 5 * time.Second}
 	if env.Conn != nil && env.Conn.NC != nil {
 		p.maxPayload = int(env.Conn.NC.MaxPayload())
 	}
