@@ -35,7 +35,7 @@ func TestOracleKeys(t *testing.T) {
 
 func TestOracleKeyErrors(t *testing.T) {
 	for doc, want := range map[string]string{
-		string(oracleDoc("    backfillFromSCN: 10\n")):            "set scn too",
+		string(oracleDoc("    backfillFromSCN: 10\n")):              "set scn too",
 		string(oracleDoc("    scn: 10\n    backfillFromSCN: 11\n")): "is after scn 10",
 		`
 sources:
