@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -457,5 +458,54 @@ func TestLOBReadAtCommit(t *testing.T) {
 	}
 	if len(upd.Unchanged) != 1 || upd.Unchanged[0] != "NOTE" {
 		t.Errorf("update unchanged = %v, want NOTE kept", upd.Unchanged)
+	}
+}
+
+// A snapshot resumes per chunk: a chunk recorded as done in KV (by an
+// earlier run that died) is not read again, and mode snapshot ends by
+// itself once every chunk is acknowledged.
+func TestSnapshotResumesPerChunk(t *testing.T) {
+	conn := embedded(t)
+	ctx := context.Background()
+	state, err := conn.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &fakeQuerier{n: 6, scn: 777}
+	// The earlier run: SCN chosen and saved, plan made, chunk 1 (ids 3-4) done.
+	if err := state.PutJSON(ctx, lmKey("ora"), checkpoint{CommitSCN: 777, All: true, RestartSCN: 777}); err != nil {
+		t.Fatal(err)
+	}
+	if err := state.PutJSON(ctx, streams.PlanKey("ora", "HR.ORDERS"), streams.ChunkPlan{Bounds: [][]string{{"2"}, {"4"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := state.PutJSON(ctx, streams.ChunkKey("ora", "HR.ORDERS", 1), streams.ChunkDone{Rows: 2}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testSource(config.ModeSnapshot)
+	cfg.SpillDir = t.TempDir()
+	p := newProducer(cfg, producers.Env{Conn: conn, State: state, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, &fakeMiner{head: 999}, q, q)
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := p.Run(rctx); err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for _, ev := range streamEvents(t, conn) {
+		ids = append(ids, ev.Key.Values[0].GetInt())
+	}
+	slices.Sort(ids)
+	if !slices.Equal(ids, []int64{1, 2, 5, 6}) {
+		t.Errorf("read ids %v, want 1 2 5 6 (chunk 1 was done)", ids)
+	}
+	var snap streams.SnapshotState
+	if _, err := state.GetJSON(ctx, streams.SnapshotKey("ora"), &snap); err != nil || !snap.Done || snap.Consistent != "777" {
+		t.Errorf("snapshot state %+v, %v", snap, err)
+	}
+	for _, c := range []int{0, 2} {
+		var d streams.ChunkDone
+		if ok, _ := state.GetJSON(ctx, streams.ChunkKey("ora", "HR.ORDERS", c), &d); !ok || d.Rows != 2 {
+			t.Errorf("chunk %d: recorded %v, %+v", c, ok, d)
+		}
 	}
 }

@@ -203,6 +203,14 @@ func (p *producer) firstCheckpoint(ctx context.Context) (checkpoint, error) {
 		}
 		return checkpoint{CommitSCN: p.cfg.SCN, All: true, RestartSCN: from}, nil
 	}
+	if !p.cfg.HasCDC() {
+		// A snapshot alone needs only the SCN to read at.
+		cur, err := p.miner.CurrentSCN(ctx)
+		if err != nil {
+			return checkpoint{}, fmt.Errorf("source %s: reading the current SCN: %w", p.cfg.Name, err)
+		}
+		return checkpoint{CommitSCN: cur, All: true, RestartSCN: cur}, nil
+	}
 	var cur, oldest uint64
 	err := p.root.Query(ctx, currentSCNSQL, nil, func(v []any) error {
 		cur, oldest = scanUint(v[0]), scanUint(v[1])
