@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,9 +50,15 @@ func (p *producer) stream(ctx context.Context, start checkpoint) error {
 		return err
 	}
 	c.stored = stored
+	dir := spillDir(p.cfg.SpillDir, p.cfg.Name)
+	// Spill files of an earlier run are useless: mining restarts at the
+	// oldest open transaction, which writes them again.
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("source %s: clearing spill directory %s: %w", p.cfg.Name, dir, err)
+	}
 	c.proc = &processor{
 		tables: p.tables,
-		buf:    newTxBuffer(p.cfg.TxBufferBytes, spillDir(p.cfg.SpillDir, p.cfg.Name)),
+		buf:    newTxBuffer(p.cfg.TxBufferBytes, dir),
 		done:   start,
 		emit:   c.emit,
 		ddl:    c.reload,

@@ -509,3 +509,36 @@ func TestSnapshotResumesPerChunk(t *testing.T) {
 		}
 	}
 }
+
+// When a change the stream should hold is missing (a lost publish), the
+// rest of the run is published again under fresh ids, so every key's
+// changes end in source order.
+func TestResumeAfterLostPublish(t *testing.T) {
+	conn := embedded(t)
+	ctx := context.Background()
+	state, err := conn.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testSource(config.ModeCDC)
+	cfg.SCN = 100
+	q := &fakeQuerier{}
+	// The first run's publish of A was lost while B's went through: it
+	// saw only B.
+	bOnly := &fakeMiner{head: 130, rows: []MinedRow{
+		updOrder(115, "B.1.1", 1, "a", "b"), commit(120, "B.1.1"),
+	}}
+	lost := &streams.State{KV: dropKV{KeyValue: state.KV, drop: func(k string) bool {
+		return k == lmKey("ora") || k == streams.PositionKey("ora")
+	}}}
+	runProducer(t, conn, lost, cfg, bOnly, q, 1)
+	m := &fakeMiner{head: 130, rows: []MinedRow{
+		insOrder(101, "A.1.1", 1, "a"), commit(110, "A.1.1"),
+		updOrder(115, "B.1.1", 1, "a", "b"), commit(120, "B.1.1"),
+	}}
+	runProducer(t, conn, state, cfg, m, q, 3)
+	want := "UPDATE HR.ORDERS id=1 tx=B.1.1/0 pos=120/0/0\nINSERT HR.ORDERS id=1 tx=A.1.1/0 pos=110/0/0\nUPDATE HR.ORDERS id=1 tx=B.1.1/0 pos=120/0/0"
+	if got := changeSummary(streamEvents(t, conn)); got != want {
+		t.Fatalf("stream:\n%s\nwant\n%s", got, want)
+	}
+}
