@@ -119,6 +119,11 @@ func TestContentsQuery(t *testing.T) {
 	if !strings.HasSuffix(q, " AND SRC_CON_NAME = :4") || args[3] != "PDB1" {
 		t.Errorf("PDB filter: %s %v", q, args)
 	}
+	for _, part := range []string{"V$ARCHIVED_LOG", "DELETED = 'NO'", "V$LOGFILE", "l.STATUS = 'CURRENT'", "ORDER BY THREAD#, SEQUENCE#, PREF"} {
+		if !strings.Contains(logFilesSQL, part) {
+			t.Errorf("log file query lacks %q", part)
+		}
+	}
 	if !strings.Contains(startLogMinerSQL, "DICT_FROM_ONLINE_CATALOG") || strings.Contains(startLogMinerSQL, "CONTINUOUS_MINE") || strings.Contains(startLogMinerSQL, "COMMITTED_DATA_ONLY") {
 		t.Errorf("START_LOGMNR options: %s", startLogMinerSQL)
 	}
