@@ -112,6 +112,30 @@ type Source struct {
 	// ReadRowsPerSecond caps how fast the source is read (snapshot rows and
 	// changes); 0 means no cap.
 	ReadRowsPerSecond int `yaml:"readRowsPerSecond"`
+
+	// --- Oracle (type: oracle) ---
+	// PDBDSN connects to the pluggable database whose tables are moved (the
+	// snapshot and catalog reads), when dsn connects to the container root
+	// where LogMiner runs. Empty: dsn serves both (a non-CDB database).
+	PDBDSN string `yaml:"pdbDsn"`
+	// SCN, on a first start (nothing saved yet), is the SCN the target
+	// already holds: transactions committed at or before it are skipped.
+	// With a snapshot it is also the SCN the snapshot reads AS OF.
+	SCN uint64 `yaml:"scn"`
+	// BackfillFromSCN, on a first start, is where mining begins: the start
+	// SCN of the oldest transaction open at SCN, so that none is cut.
+	// Default: SCN (or what ferry reads from V$TRANSACTION for its own
+	// snapshot).
+	BackfillFromSCN uint64 `yaml:"backfillFromSCN"`
+	// SCNWindow is how many SCNs one LogMiner session mines.
+	SCNWindow uint64 `yaml:"scnWindow"`
+	// PollInterval is how long to wait for new redo once caught up.
+	PollInterval Duration `yaml:"pollInterval"`
+	// TxBufferBytes caps the changes of open transactions held in memory;
+	// beyond it, a transaction's changes go to a file in SpillDir.
+	TxBufferBytes int `yaml:"txBufferBytes"`
+	// SpillDir holds those files (default: the system temp dir).
+	SpillDir string `yaml:"spillDir"`
 }
 
 // Target is one database ferry writes.
@@ -282,6 +306,17 @@ func (c *Config) setDefaults() {
 		if s.StatusInterval == 0 {
 			s.StatusInterval = Duration(time.Second)
 		}
+		if s.Type == "oracle" {
+			if s.SCNWindow == 0 {
+				s.SCNWindow = 50000
+			}
+			if s.PollInterval == 0 {
+				s.PollInterval = Duration(time.Second)
+			}
+			if s.TxBufferBytes == 0 {
+				s.TxBufferBytes = 64 << 20
+			}
+		}
 	}
 	for i := range c.Targets {
 		t := &c.Targets[i]
@@ -344,6 +379,19 @@ func (c *Config) check() error {
 		}
 		if s.ReadRowsPerSecond < 0 {
 			errs = append(errs, fmt.Errorf("%s.readRowsPerSecond: must not be negative", at))
+		}
+		if s.Type == "oracle" {
+			if s.BackfillFromSCN != 0 && s.SCN == 0 {
+				errs = append(errs, fmt.Errorf("%s.backfillFromSCN: set scn too (the SCN the target already holds)", at))
+			}
+			if s.BackfillFromSCN > s.SCN {
+				errs = append(errs, fmt.Errorf("%s.backfillFromSCN: %d is after scn %d; it is the start of the oldest transaction open at scn, so at most scn", at, s.BackfillFromSCN, s.SCN))
+			}
+			if s.TxBufferBytes < 0 {
+				errs = append(errs, fmt.Errorf("%s.txBufferBytes: must not be negative", at))
+			}
+		} else if s.PDBDSN != "" || s.SCN != 0 || s.BackfillFromSCN != 0 || s.SCNWindow != 0 || s.PollInterval != 0 || s.TxBufferBytes != 0 || s.SpillDir != "" {
+			errs = append(errs, fmt.Errorf("%s: pdbDsn, scn, backfillFromSCN, scnWindow, pollInterval, txBufferBytes and spillDir are settings of oracle sources, not of type %q", at, s.Type))
 		}
 	}
 	tnames := map[string]bool{}
