@@ -167,7 +167,11 @@ func (r *Runner) runLane(ctx context.Context, lane Lane, cons jetstream.Consumer
 	for ctx.Err() == nil {
 		// Snapshot messages hold many rows each: a byte budget, not only a
 		// message count, keeps a batch (and memory) bounded.
-		batch, err := cons.Fetch(r.cfg.BatchSize, jetstream.FetchMaxWait(time.Second), jetstream.FetchMaxBytes(maxBytes))
+		// Wait for the first message only: a request for a whole batch
+		// would hold a trickle of changes until the batch filled or the
+		// wait ended, which is latency. What has arrived by then is
+		// fetched after it, with a short wait (below).
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second), jetstream.FetchMaxBytes(maxBytes))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -193,6 +197,9 @@ func (r *Runner) runLane(ctx context.Context, lane Lane, cons jetstream.Consumer
 		}
 		if len(msgs) == 0 {
 			continue
+		}
+		if r.cfg.BatchSize > 1 {
+			msgs = r.fillBatch(cons, msgs, maxBytes)
 		}
 		if gap := deliveryGap(msgs, nextDelivery); gap {
 			log.Warn("messages delivered to this lane never arrived; restarting its consumer after the target's applied sequence", "applied", applied)
@@ -271,6 +278,31 @@ func (r *Runner) applyBatch(ctx context.Context, log *slog.Logger, lane Lane, ms
 	}
 	return last, nil
 }
+
+// fillBatch adds to a batch what the lane holds already, waiting at most
+// fillWait, within the batch's size and byte budget. A failed fill leaves
+// the batch as it is: its messages are applied, the rest come next time.
+func (r *Runner) fillBatch(cons jetstream.Consumer, msgs []jetstream.Msg, maxBytes int) []jetstream.Msg {
+	used := 0
+	for _, m := range msgs {
+		used += len(m.Data())
+	}
+	if used >= maxBytes {
+		return msgs
+	}
+	more, err := cons.Fetch(r.cfg.BatchSize-len(msgs), jetstream.FetchMaxWait(fillWait), jetstream.FetchMaxBytes(maxBytes-used))
+	if err != nil {
+		return msgs
+	}
+	for m := range more.Messages() {
+		msgs = append(msgs, m)
+	}
+	return msgs
+}
+
+// fillWait is how long a batch waits for more of what is already on its
+// way; it bounds the latency batching adds.
+const fillWait = 20 * time.Millisecond
 
 // deliveryGap reports whether msgs do not continue the consumer's delivery
 // numbering at next without holes.
