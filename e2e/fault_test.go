@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -200,7 +201,7 @@ func runFaultTrial(t *testing.T, seed uint64) {
 			mu.Lock()
 			for i, pr := range procs {
 				if pr.exited() {
-					t.Logf("process %d exited after the fault (code %d); starting it again", i, pr.cmd.ProcessState.ExitCode())
+					t.Logf("process %d exited after the fault (code %d); starting it again. Its last words:\n%s", i, pr.cmd.ProcessState.ExitCode(), lastLines(pr.out.String(), 5))
 					procs[i] = p.start(pr.cmd.Args[1:]...)
 					restarts++
 				}
@@ -466,4 +467,10 @@ func dumpKeyHistory(t *testing.T, storeDir string, ids map[int64]bool) {
 			t.Logf("seq %d subj %s id %s: id=%d op=%s ver=%d pos=%s tx=%s/%d", seq, m.Subject, m.Header.Get("Nats-Msg-Id"), id, e.GetOp(), ver, e.GetPositionText(), e.GetTxId(), e.GetTxIndex())
 		}
 	}
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
