@@ -71,6 +71,13 @@ func (r *Runner) Run(ctx context.Context) error {
 	if _, err := r.conn.EnsureDLQ(ctx); err != nil {
 		return err
 	}
+	if su, ok := r.target.(StateUser); ok {
+		st, err := r.conn.State(ctx)
+		if err != nil {
+			return err
+		}
+		su.UseState(st)
+	}
 	cons := make([]jetstream.Consumer, parts)
 	for lane := range parts {
 		c, err := r.conn.EnsureLaneConsumer(ctx, r.cfg.From, r.cfg.Name, lane, r.cfg.BatchSize)
