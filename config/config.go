@@ -335,6 +335,15 @@ func (c *Config) setDefaults() {
 		if s.Mode == "" {
 			s.Mode = ModeSnapshotCDC
 		}
+		if s.Type == "dynamodb" {
+			d := &s.DynamoDB
+			if d.ScanSegments == 0 {
+				d.ScanSegments = 8
+			}
+			if d.StreamPollInterval == 0 {
+				d.StreamPollInterval = Duration(500 * time.Millisecond)
+			}
+		}
 		if s.Slot == "" {
 			s.Slot = "ferry_" + IdentSafe(s.Name)
 		}
@@ -347,20 +356,15 @@ func (c *Config) setDefaults() {
 		if s.ChunkRows == 0 {
 			s.ChunkRows = 20000
 		}
+		if s.Type == "dynamodb" && s.SnapshotWorkers == 0 && s.DynamoDB.ScanSegments > 0 {
+			// Every Scan segment in parallel, as ScyllaDB Migrator does.
+			s.SnapshotWorkers = min(s.DynamoDB.ScanSegments, 64)
+		}
 		if s.SnapshotWorkers == 0 {
 			s.SnapshotWorkers = 4
 		}
 		if s.StatusInterval == 0 {
 			s.StatusInterval = Duration(time.Second)
-		}
-		if s.Type == "dynamodb" {
-			d := &s.DynamoDB
-			if d.ScanSegments == 0 {
-				d.ScanSegments = 8
-			}
-			if d.StreamPollInterval == 0 {
-				d.StreamPollInterval = Duration(500 * time.Millisecond)
-			}
 		}
 	}
 	for i := range c.Targets {

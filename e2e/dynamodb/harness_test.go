@@ -109,8 +109,9 @@ targets:
       endpoint: %s
       accessKey: test-key-id
       secretKey: test-secret-value
+      stateTable: ferry_state_%s
 `, p.natsPort, filepath.Join(p.dir, "nats"), mode, p.table, indent(sourceExtra, "    "), src.Endpoint(),
-		indent(dynSourceExtra, "      "), indent(targetExtra, "    "), dst.Endpoint())
+		indent(dynSourceExtra, "      "), indent(targetExtra, "    "), dst.Endpoint(), p.table)
 	p.cfgPath = filepath.Join(p.dir, "ferry.yaml")
 	if err := os.WriteFile(p.cfgPath, []byte(cfg), 0o600); err != nil {
 		p.t.Fatal(err)
@@ -177,12 +178,20 @@ func putItem(t testing.TB, c *dynamodb.Client, table string, item dynamo.Item) {
 // scanAll reads a whole table as canonical text, one line per item, sorted.
 func scanAll(t testing.TB, c *dynamodb.Client, table string) []string {
 	t.Helper()
+	out, err := tryScanAll(c, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func tryScanAll(c *dynamodb.Client, table string) ([]string, error) {
 	var out []string
 	var start map[string]types.AttributeValue
 	for {
 		r, err := c.Scan(context.Background(), &dynamodb.ScanInput{TableName: aws.String(table), ExclusiveStartKey: start, ConsistentRead: aws.Bool(true)})
 		if err != nil {
-			t.Fatalf("scanning %s: %v", table, err)
+			return nil, fmt.Errorf("scanning %s: %v", table, err)
 		}
 		for _, it := range r.Items {
 			out = append(out, canon(&types.AttributeValueMemberM{Value: it}))
@@ -193,7 +202,7 @@ func scanAll(t testing.TB, c *dynamodb.Client, table string) []string {
 		start = r.LastEvaluatedKey
 	}
 	sort.Strings(out)
-	return out
+	return out, nil
 }
 
 // canon renders an attribute value deterministically: maps by sorted key,
@@ -269,11 +278,15 @@ func (p *pipeline) waitSame(srcTable, dstTable string, timeout time.Duration) {
 	p.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		a, b := scanAll(p.t, p.sc, srcTable), scanAll(p.t, p.dc, dstTable)
-		if strings.Join(a, "\n") == strings.Join(b, "\n") {
+		a := scanAll(p.t, p.sc, srcTable)
+		b, err := tryScanAll(p.dc, dstTable) // the target table may not exist yet
+		if err == nil && strings.Join(a, "\n") == strings.Join(b, "\n") {
 			return
 		}
 		if time.Now().After(deadline) {
+			if err != nil {
+				p.t.Fatal(err)
+			}
 			p.t.Fatalf("%s → %s still differs after %s: source %d items, target %d items; %s", srcTable, dstTable, timeout, len(a), len(b), diff(a, b))
 		}
 		time.Sleep(200 * time.Millisecond)

@@ -84,7 +84,7 @@ func (p *producer) snapshot(ctx context.Context) (bool, error) {
 	)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for range min(len(todo), maxScanWorkers) {
+	for range min(len(todo), p.cfg.SnapshotWorkers, maxScanWorkers) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -249,7 +249,7 @@ func (p *producer) scanSegment(ctx context.Context, s segment, capLimit *rate.Li
 	}
 	metrics.SnapshotChunksDone.WithLabelValues(p.cfg.Name, t.name).Inc()
 	metrics.EventsPublished.WithLabelValues(p.cfg.Name, t.name).Add(float64(n))
-	p.log.Debug("segment scanned", "table", t.name, "segment", s.seg, "items", n, "messages", len(futs))
+	p.log.Info("segment scanned", "table", t.name, "segment", s.seg, "items", n, "messages", len(futs))
 	return n, nil
 }
 
