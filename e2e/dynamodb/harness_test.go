@@ -88,6 +88,7 @@ func (p *pipeline) writeConfig(mode, sourceExtra, dynSourceExtra, targetExtra st
   url: ""
   listen: 127.0.0.1:%d
   dataDir: %s
+  maxPayload: 1048576 # NATS's default: large items must be split by size
 sources:
   - name: dyn
     type: dynamodb

@@ -290,7 +290,9 @@ func PlainDecimal(s string) (string, error) {
 }
 
 func plain(s string) bool {
-	s = strings.TrimLeft(s, "+-")
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		s = s[1:]
+	}
 	if s == "" {
 		return false
 	}
