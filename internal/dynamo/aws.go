@@ -3,7 +3,9 @@ package dynamo
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"os"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
@@ -31,7 +33,8 @@ func AWSConfig(a config.AWSAccess) aws.Config {
 		Retryer: func() aws.Retryer {
 			return retry.AddWithMaxAttempts(retry.NewStandard(func(o *retry.StandardOptions) {
 				o.RateLimiter = ratelimit.None
-			}), 8)
+				o.Backoff = backoff{}
+			}), 10)
 		},
 		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
 			if a.AccessKey != "" {
@@ -48,6 +51,17 @@ func AWSConfig(a config.AWSAccess) aws.Config {
 		cfg.BaseEndpoint = aws.String(a.Endpoint)
 	}
 	return cfg
+}
+
+// backoff waits 50 ms × 2^attempt, jittered, at most 5 s: the SDK's own
+// (up to 2^attempt seconds) leaves a briefly throttled table idle for
+// seconds at a time.
+type backoff struct{}
+
+func (backoff) BackoffDelay(attempt int, _ error) (time.Duration, error) {
+	d := 50 * time.Millisecond << min(attempt, 7)
+	d = min(d, 5*time.Second)
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1)), nil
 }
 
 // Where names the endpoint for messages (never the credentials).
