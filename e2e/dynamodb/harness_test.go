@@ -352,6 +352,9 @@ func (p *pipeline) start(args ...string) *proc {
 	p.t.Helper()
 	cmd := exec.Command(ferryBin, args...)
 	cmd.Dir = p.dir
+	// A scylla-migrator config has no NATS section; keep its embedded
+	// server off the default port, which other tests may use.
+	cmd.Env = append(os.Environ(), fmt.Sprintf("FERRY_NATS_LISTEN=127.0.0.1:%d", p.natsPort))
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
