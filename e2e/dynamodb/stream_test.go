@@ -67,7 +67,13 @@ func TestChangesDuringScan(t *testing.T) {
 		mutate(t, p.sc, p.table, r, 2500, i)
 		i++
 	}
-	p.waitSame(p.table, p.table, 90*time.Second)
+	// The cut-over check: once it says caught up, the target already
+	// holds every change made before it was asked.
+	code, out := p.run(2*time.Minute, "status", "--config", p.cfgPath, "--wait-caught-up", "--timeout", "90s")
+	if code != 0 {
+		t.Fatalf("status --wait-caught-up exited %d:\n%s", code, out)
+	}
+	p.assertSame(p.table, p.table)
 	pr.stop(t)
 	t.Logf("%d changes during and after the scan", i)
 }

@@ -40,6 +40,8 @@ type producer struct {
 	maxPayload int
 	// published counts stream records published by this run.
 	published atomic.Int64
+	// tips tracks which shards are at their tip, for the cut-over check.
+	tips tips
 }
 
 // table is one source table and what the run knows of it.

@@ -36,6 +36,11 @@ func (p *producer) stream(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.savePositions(ctx)
+	}()
 	for _, t := range p.tables {
 		wg.Add(1)
 		go func() {
@@ -112,6 +117,7 @@ func (p *producer) followTable(ctx context.Context, t *table) error {
 			}
 			if parent := aws.ToString(s.ParentShardId); parent != "" && present[parent] {
 				if ps := states[parent]; ps == nil || !ps.Done {
+					p.tips.pending(t.name, id)
 					continue // parents first
 				}
 			}
@@ -173,6 +179,8 @@ func (p *producer) listShards(ctx context.Context, t *table) ([]stypes.Shard, er
 // ctx ends (position saved).
 func (p *producer) readShard(ctx context.Context, t *table, shard string, st shardState) error {
 	log := p.log.With("table", t.name, "shard", shard)
+	p.tips.start(t.name, shard)
+	defer p.tips.end(t.name, shard)
 	if st.Seq != "" {
 		log.Info("resuming shard after its saved sequence number", "sequenceNumber", st.Seq)
 	}
@@ -194,6 +202,7 @@ func (p *producer) readShard(ctx context.Context, t *table, shard string, st sha
 		return err
 	}
 	for ctx.Err() == nil {
+		asked := time.Now()
 		out, err := p.streams.GetRecords(ctx, &dynamodbstreams.GetRecordsInput{ShardIterator: it, Limit: aws.Int32(1000)})
 		var expired *stypes.ExpiredIteratorException
 		if errors.As(err, &expired) {
@@ -234,6 +243,9 @@ func (p *producer) readShard(ctx context.Context, t *table, shard string, st sha
 		if len(out.Records) > 0 {
 			ck.Mark(save(shardState{Seq: last}))
 		} else {
+			// At the tip: once everything before is stored, this shard
+			// holds nothing older than asked that is not published.
+			ck.Mark(func() error { p.tips.reached(t.name, shard, asked); return nil })
 			sleepCtx(ctx, p.dc.StreamPollInterval.D())
 		}
 		it = out.NextShardIterator
