@@ -28,16 +28,22 @@ type tips struct {
 	shards map[string]map[string]time.Time // table → shard → tip time (zero: not yet)
 }
 
-func (tp *tips) start(table, shard string) {
-	tp.mu.Lock()
-	defer tp.mu.Unlock()
+// table returns a table's shards; tp.mu is held.
+func (tp *tips) table(table string) map[string]time.Time {
 	if tp.shards == nil {
 		tp.shards = map[string]map[string]time.Time{}
 	}
 	if tp.shards[table] == nil {
 		tp.shards[table] = map[string]time.Time{}
 	}
-	tp.shards[table][shard] = time.Time{}
+	return tp.shards[table]
+}
+
+// start notes a shard whose reading begins.
+func (tp *tips) start(table, shard string) {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	tp.table(table)[shard] = time.Time{}
 }
 
 // pending notes a shard that waits for its parent: until it is read to
@@ -45,14 +51,8 @@ func (tp *tips) start(table, shard string) {
 func (tp *tips) pending(table, shard string) {
 	tp.mu.Lock()
 	defer tp.mu.Unlock()
-	if tp.shards == nil {
-		tp.shards = map[string]map[string]time.Time{}
-	}
-	if tp.shards[table] == nil {
-		tp.shards[table] = map[string]time.Time{}
-	}
-	if _, ok := tp.shards[table][shard]; !ok {
-		tp.shards[table][shard] = time.Time{}
+	if m := tp.table(table); m[shard].IsZero() {
+		m[shard] = time.Time{} // absent (or not at its tip yet): it holds the position back
 	}
 }
 
