@@ -93,7 +93,6 @@ sources:
   - name: dyn
     type: dynamodb
     mode: %s
-    tables: [%s]
 %s
     dynamodb:
       endpoint: %s
@@ -111,12 +110,20 @@ targets:
       accessKey: test-key-id
       secretKey: test-secret-value
       stateTable: ferry_state_%s
-`, p.natsPort, filepath.Join(p.dir, "nats"), mode, p.table, indent(sourceExtra, "    "), src.Endpoint(),
+`, p.natsPort, filepath.Join(p.dir, "nats"), mode, indent(withTables(sourceExtra, p.table), "    "), src.Endpoint(),
 		indent(dynSourceExtra, "      "), indent(targetExtra, "    "), dst.Endpoint(), p.table)
 	p.cfgPath = filepath.Join(p.dir, "ferry.yaml")
 	if err := os.WriteFile(p.cfgPath, []byte(cfg), 0o600); err != nil {
 		p.t.Fatal(err)
 	}
+}
+
+// withTables adds the pipeline's table unless extra lists tables itself.
+func withTables(extra, table string) string {
+	if strings.Contains(extra, "tables:") {
+		return extra
+	}
+	return "tables: [" + table + "]\n" + extra
 }
 
 func indent(s, pre string) string {

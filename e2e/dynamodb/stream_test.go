@@ -196,3 +196,22 @@ func TestKillDuringStreaming(t *testing.T) {
 		t.Errorf("the restart published %d stream records; at most %d (the changes since the kill and an unsaved tail) expected", got, 2*after+100)
 	}
 }
+
+// ferry check names what would stop the run: a missing table, a table
+// without a stream in a mode that needs one, a target table with another
+// key.
+func TestCheck(t *testing.T) {
+	p := newPipeline(t)
+	createTable(t, p.sc, p.table, false, "")
+	createTable(t, p.dc, p.table, true, "") // key (pk, sk) on the target, (pk) on the source
+	p.writeConfig("snapshot+cdc", "tables: ["+p.table+", "+p.table+"_missing]", "", "")
+	code, out := p.run(time.Minute, "check", "--config", p.cfgPath, "--json")
+	if code != 1 {
+		t.Fatalf("check exited %d, want 1:\n%s", code, out)
+	}
+	for _, want := range []string{"table " + p.table + "_missing does not exist", "table " + p.table + " has no stream", "has key [pk sk] but the source's " + p.table + " has [pk]"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check output lacks %q:\n%s", want, out)
+		}
+	}
+}
