@@ -21,6 +21,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ferry-dev/ferry/e2e/dynamotest"
 	"github.com/ferry-dev/ferry/internal/dynamo"
@@ -437,6 +439,36 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// kvKeys lists the keys of ferry's KV bucket matching filter, read from the
+// embedded NATS of the running ferry (none while it is not up).
+func kvKeys(t *testing.T, port int, filter string) []string {
+	t.Helper()
+	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", port), nats.Timeout(time.Second))
+	if err != nil {
+		return nil
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, "ferry")
+	if err != nil {
+		return nil
+	}
+	l, err := kv.ListKeysFiltered(ctx, filter)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for k := range l.Keys() {
+		out = append(out, k)
+	}
+	return out
 }
 
 func s(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }

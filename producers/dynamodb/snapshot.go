@@ -167,7 +167,13 @@ func (p *producer) scanSegment(ctx context.Context, s segment, capLimit *rate.Li
 		return nil
 	}
 	var n int64
-	var start map[string]types.AttributeValue
+	start, n, err := p.loadProgress(ctx, s)
+	if err != nil {
+		return 0, err
+	}
+	if start != nil {
+		p.log.Info("resuming segment after its saved key", "table", t.name, "segment", s.seg, "items", n)
+	}
 	for {
 		out, err := p.db.Scan(ctx, &dynamodb.ScanInput{
 			TableName:              aws.String(t.name),
@@ -229,6 +235,27 @@ func (p *producer) scanSegment(ctx context.Context, s segment, capLimit *rate.Li
 			break
 		}
 		start = out.LastEvaluatedKey
+		// Page by page, once JetStream has every item so far, the segment's
+		// position is saved: a restart goes on from there, and at most one
+		// page of messages is held in memory.
+		for lane := range lanes {
+			if err := flush(lane); err != nil {
+				return 0, err
+			}
+		}
+		if err := streams.WaitAcks(ctx, futs); err != nil {
+			if ctx.Err() != nil {
+				return 0, nil
+			}
+			return 0, fmt.Errorf("source %s: segment %d of %s: %w", p.cfg.Name, s.seg, t.name, err)
+		}
+		futs = futs[:0]
+		if err := p.saveProgress(ctx, s, start, n); err != nil {
+			if ctx.Err() != nil {
+				return 0, nil
+			}
+			return 0, err
+		}
 	}
 	for lane := range lanes {
 		if err := flush(lane); err != nil {
@@ -251,6 +278,47 @@ func (p *producer) scanSegment(ctx context.Context, s segment, capLimit *rate.Li
 	metrics.EventsPublished.WithLabelValues(p.cfg.Name, t.name).Add(float64(n))
 	p.log.Info("segment scanned", "table", t.name, "segment", s.seg, "items", n, "messages", len(futs))
 	return n, nil
+}
+
+// segmentProgress is a segment's position within its scan: the key to
+// continue after (a pb.Row of the key attributes, protobuf-encoded) and the
+// items published before it.
+type segmentProgress struct {
+	After []byte `json:"after"`
+	Items int64  `json:"items"`
+}
+
+func (p *producer) progressKey(s segment) string {
+	return streams.SourceKey(p.cfg.Name, "segment", s.t.name, fmt.Sprint(s.seg))
+}
+
+func (p *producer) saveProgress(ctx context.Context, s segment, after map[string]types.AttributeValue, items int64) error {
+	row, err := dynamo.ToRow(after)
+	if err != nil {
+		return fmt.Errorf("source %s: table %s segment %d: saving its position: %w", p.cfg.Name, s.t.name, s.seg, err)
+	}
+	b, err := row.MarshalVT()
+	if err != nil {
+		return err
+	}
+	return p.env.State.PutJSON(ctx, p.progressKey(s), segmentProgress{After: b, Items: items})
+}
+
+func (p *producer) loadProgress(ctx context.Context, s segment) (map[string]types.AttributeValue, int64, error) {
+	var sp segmentProgress
+	found, err := p.env.State.GetJSON(ctx, p.progressKey(s), &sp)
+	if err != nil || !found || len(sp.After) == 0 {
+		return nil, 0, err
+	}
+	row := &pb.Row{}
+	if err := row.UnmarshalVT(sp.After); err != nil {
+		return nil, 0, fmt.Errorf("source %s: reading the saved position of segment %d of %s: %w", p.cfg.Name, s.seg, s.t.name, err)
+	}
+	item, err := dynamo.FromRow(row, nil)
+	if err != nil {
+		return nil, 0, fmt.Errorf("source %s: reading the saved position of segment %d of %s: %w", p.cfg.Name, s.seg, s.t.name, err)
+	}
+	return item, sp.Items, nil
 }
 
 type laneBuf struct {
