@@ -166,7 +166,25 @@ func (p *producer) scanSegment(ctx context.Context, s segment, capLimit *rate.Li
 		lb.part++
 		return nil
 	}
-	var n int64
+	// drain publishes what the lanes hold and waits until JetStream has
+	// everything; stopped means ctx ended first.
+	messages := 0
+	drain := func() (stopped bool, err error) {
+		for lane := range lanes {
+			if err := flush(lane); err != nil {
+				return false, err
+			}
+		}
+		if err := streams.WaitAcks(ctx, futs); err != nil {
+			if ctx.Err() != nil {
+				return true, nil
+			}
+			return false, fmt.Errorf("source %s: segment %d of %s: %w", p.cfg.Name, s.seg, t.name, err)
+		}
+		messages += len(futs)
+		futs = futs[:0]
+		return ctx.Err() != nil, nil
+	}
 	start, n, err := p.loadProgress(ctx, s)
 	if err != nil {
 		return 0, err
@@ -238,18 +256,9 @@ func (p *producer) scanSegment(ctx context.Context, s segment, capLimit *rate.Li
 		// Page by page, once JetStream has every item so far, the segment's
 		// position is saved: a restart goes on from there, and at most one
 		// page of messages is held in memory.
-		for lane := range lanes {
-			if err := flush(lane); err != nil {
-				return 0, err
-			}
+		if stopped, err := drain(); stopped || err != nil {
+			return 0, err
 		}
-		if err := streams.WaitAcks(ctx, futs); err != nil {
-			if ctx.Err() != nil {
-				return 0, nil
-			}
-			return 0, fmt.Errorf("source %s: segment %d of %s: %w", p.cfg.Name, s.seg, t.name, err)
-		}
-		futs = futs[:0]
 		if err := p.saveProgress(ctx, s, start, n); err != nil {
 			if ctx.Err() != nil {
 				return 0, nil
@@ -257,26 +266,15 @@ func (p *producer) scanSegment(ctx context.Context, s segment, capLimit *rate.Li
 			return 0, err
 		}
 	}
-	for lane := range lanes {
-		if err := flush(lane); err != nil {
-			return 0, err
-		}
-	}
-	if err := streams.WaitAcks(ctx, futs); err != nil {
-		if ctx.Err() != nil {
-			return 0, nil
-		}
-		return 0, fmt.Errorf("source %s: segment %d of %s: %w", p.cfg.Name, s.seg, t.name, err)
-	}
-	if ctx.Err() != nil {
-		return 0, nil
+	if stopped, err := drain(); stopped || err != nil {
+		return 0, err
 	}
 	if err := p.env.State.PutJSON(ctx, streams.ChunkKey(p.cfg.Name, t.name, s.seg), streams.ChunkDone{Rows: n}); err != nil {
 		return 0, err
 	}
 	metrics.SnapshotChunksDone.WithLabelValues(p.cfg.Name, t.name).Inc()
 	metrics.EventsPublished.WithLabelValues(p.cfg.Name, t.name).Add(float64(n))
-	p.log.Info("segment scanned", "table", t.name, "segment", s.seg, "items", n, "messages", len(futs))
+	p.log.Info("segment scanned", "table", t.name, "segment", s.seg, "items", n, "messages", messages)
 	return n, nil
 }
 
