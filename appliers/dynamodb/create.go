@@ -125,7 +125,7 @@ func (t *target) create(ctx context.Context, name string, d *dynamo.TableDesc, r
 			TimeToLiveSpecification: &types.TimeToLiveSpecification{AttributeName: rn(d.TTLAttribute), Enabled: aws.Bool(true)},
 		})
 		if err != nil {
-			t.log.Warn("could not copy the table's TTL setting", "table", name, "attribute", d.TTLAttribute, "err", err)
+			t.log.Warn("could not copy the table's TTL setting", "table", name, "attribute", d.TTLAttribute, "err", dynamo.Scrub(err, t.dc.AWSAccess))
 		}
 	}
 	return nil

@@ -56,7 +56,7 @@ func open(ctx context.Context, cfg config.Target, log *slog.Logger) (appliers.Ta
 		ready: map[string]bool{},
 	}
 	if err := t.ensureStateTable(ctx); err != nil {
-		return nil, err
+		return nil, dynamo.Scrub(err, t.dc.AWSAccess)
 	}
 	return t, nil
 }
@@ -70,7 +70,7 @@ func (t *target) UseState(st *streams.State) {
 
 func (t *target) Ping(ctx context.Context) error {
 	_, err := t.db.ListTables(ctx, &dynamodb.ListTablesInput{Limit: aws.Int32(1)})
-	return err
+	return dynamo.Scrub(err, t.dc.AWSAccess)
 }
 
 func (t *target) Close() {}
@@ -104,6 +104,11 @@ func (t *target) ensureStateTable(ctx context.Context) error {
 
 // Applied reads the lane's watermark from the state table.
 func (t *target) Applied(ctx context.Context, lane appliers.Lane) (uint64, error) {
+	seq, err := t.applied(ctx, lane)
+	return seq, dynamo.Scrub(err, t.dc.AWSAccess)
+}
+
+func (t *target) applied(ctx context.Context, lane appliers.Lane) (uint64, error) {
 	out, err := t.db.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:      aws.String(t.dc.StateTable),
 		Key:            map[string]types.AttributeValue{"lane": &types.AttributeValueMemberS{Value: t.laneID(lane)}},
@@ -135,6 +140,11 @@ type write struct {
 // is a whole item), so one BatchWriteItem never names a key twice, as
 // DynamoDB requires. Then the watermark.
 func (t *target) Apply(ctx context.Context, lane appliers.Lane, items []appliers.Item, lastSeq uint64, deadLetter appliers.DeadLetterFunc) ([]appliers.Rejected, error) {
+	rj, err := t.apply(ctx, lane, items, lastSeq, deadLetter)
+	return rj, dynamo.Scrub(err, t.dc.AWSAccess)
+}
+
+func (t *target) apply(ctx context.Context, lane appliers.Lane, items []appliers.Item, lastSeq uint64, deadLetter appliers.DeadLetterFunc) ([]appliers.Rejected, error) {
 	var rejected []appliers.Rejected
 	index := map[string]int{}
 	var writes []*write
@@ -312,7 +322,7 @@ func (t *target) writeOneByOne(ctx context.Context, chunk []*write) ([]appliers.
 				continue
 			}
 			if dynamo.IsValidation(err) {
-				rejected = append(rejected, appliers.Rejected{Item: w.item, Reason: fmt.Sprintf("%s refused the item: %v", w.table, err)})
+				rejected = append(rejected, appliers.Rejected{Item: w.item, Reason: fmt.Sprintf("%s refused the item: %v", w.table, dynamo.Scrub(err, t.dc.AWSAccess))})
 			} else if err != nil {
 				return nil, fmt.Errorf("target %s: writing to %s: %w", t.cfg.Name, w.table, err)
 			}

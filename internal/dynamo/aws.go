@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -201,3 +202,30 @@ func Describe(t *types.TableDescription, ttlAttr string) *TableDesc {
 	}
 	return d
 }
+
+// Scrub hides the access keys of a in err's message (an endpoint may quote
+// a credential back in an error), keeping what errors.Is and errors.As see.
+func Scrub(err error, a config.AWSAccess) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	clean := msg
+	for _, s := range []string{a.SecretKey, a.SessionToken, a.AccessKey} {
+		if s != "" {
+			clean = strings.ReplaceAll(clean, s, "xxxxx")
+		}
+	}
+	if clean == msg {
+		return err
+	}
+	return &scrubbed{msg: clean, err: err}
+}
+
+type scrubbed struct {
+	msg string
+	err error
+}
+
+func (s *scrubbed) Error() string { return s.msg }
+func (s *scrubbed) Unwrap() error { return s.err }

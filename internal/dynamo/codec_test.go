@@ -1,11 +1,15 @@
 package dynamo
 
 import (
+	"errors"
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/ferry-dev/ferry/config"
 	"github.com/ferry-dev/ferry/streams"
 	"github.com/ferry-dev/ferry/streams/pb"
 )
@@ -81,5 +85,20 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if av, err := FromValue(&pb.Value{Kind: &pb.Value_Set{Set: &pb.Elements{}}}, "NS"); err != nil || !reflect.DeepEqual(av, &types.AttributeValueMemberNS{Value: []string{}}) {
 		t.Errorf("empty NS: %#v, %v", av, err)
+	}
+}
+
+func TestScrub(t *testing.T) {
+	a := config.AWSAccess{AccessKey: "AKIAEXAMPLE", SecretKey: "s3cr3t"}
+	base := errors.New("signature for Credential=AKIAEXAMPLE/20240101 with s3cr3t failed")
+	err := Scrub(fmt.Errorf("writing: %w", base), a)
+	if strings.Contains(err.Error(), "AKIAEXAMPLE") || strings.Contains(err.Error(), "s3cr3t") {
+		t.Errorf("not scrubbed: %v", err)
+	}
+	if !errors.Is(err, base) {
+		t.Error("scrubbing lost the wrapped error")
+	}
+	if Scrub(nil, a) != nil {
+		t.Error("Scrub(nil) is not nil")
 	}
 }

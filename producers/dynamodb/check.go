@@ -24,7 +24,7 @@ func (p *producer) Check(ctx context.Context) ([]preflight.Finding, []preflight.
 	for _, name := range p.cfg.Tables {
 		t, err := p.describe(ctx, name)
 		if err != nil {
-			fs = append(fs, preflight.Finding{Component: comp, Check: "table", Severity: preflight.Block, Message: err.Error(),
+			fs = append(fs, preflight.Finding{Component: comp, Check: "table", Severity: preflight.Block, Message: dynamo.Scrub(err, p.dc.AWSAccess).Error(),
 				Fix: "create the table or correct sources[].tables (names are case-sensitive)"})
 			continue
 		}

@@ -69,12 +69,17 @@ func open(ctx context.Context, cfg config.Source, env producers.Env) (producers.
 // Ping checks that the endpoint answers, for health checks.
 func (p *producer) Ping(ctx context.Context) error {
 	_, err := p.db.ListTables(ctx, &dynamodb.ListTablesInput{Limit: aws.Int32(1)})
-	return err
+	return dynamo.Scrub(err, p.dc.AWSAccess)
 }
 
 // Run describes the tables, scans them unless done, then follows their
 // streams until ctx ends.
 func (p *producer) Run(ctx context.Context) error {
+	return dynamo.Scrub(p.migrate(ctx), p.dc.AWSAccess)
+}
+
+// migrate is Run without the scrubbing of its error.
+func (p *producer) migrate(ctx context.Context) error {
 	for _, name := range p.cfg.Tables {
 		t, err := p.describe(ctx, name)
 		if err != nil {
@@ -157,7 +162,7 @@ func (p *producer) describe(ctx context.Context, name string) (*table, error) {
 	}
 	ttlAttr := ""
 	if ttl, err := p.db.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(name)}); err != nil {
-		p.log.Warn("cannot read the table's TTL setting; it is not copied", "table", name, "err", err)
+		p.log.Warn("cannot read the table's TTL setting; it is not copied", "table", name, "err", dynamo.Scrub(err, p.dc.AWSAccess))
 	} else if d := ttl.TimeToLiveDescription; d != nil && (d.TimeToLiveStatus == types.TimeToLiveStatusEnabled || d.TimeToLiveStatus == types.TimeToLiveStatusEnabling) {
 		ttlAttr = aws.ToString(d.AttributeName)
 	}
