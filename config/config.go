@@ -155,6 +155,10 @@ type DynamoDBSource struct {
 	// StreamPollInterval is how long a shard at its tip waits before the
 	// next GetRecords.
 	StreamPollInterval Duration `yaml:"streamPollInterval"`
+	// StreamStart is where the change stream starts on the first run:
+	// trim_horizon (its oldest record, the default) or latest (its newest
+	// position, taken before the scan starts).
+	StreamStart string `yaml:"streamStart"`
 }
 
 // Target is one database ferry writes.
@@ -342,6 +346,9 @@ func (c *Config) setDefaults() {
 			}
 			if d.StreamPollInterval == 0 {
 				d.StreamPollInterval = Duration(500 * time.Millisecond)
+			}
+			if d.StreamStart == "" {
+				d.StreamStart = "trim_horizon"
 			}
 		}
 		if s.Slot == "" {

@@ -28,6 +28,9 @@ func (d DynamoDBSource) check(at string) []error {
 			errs = append(errs, fmt.Errorf("%s.skipSegments: %d is not a segment of 0..%d", at, s, d.ScanSegments-1))
 		}
 	}
+	if d.StreamStart != "trim_horizon" && d.StreamStart != "latest" {
+		errs = append(errs, fmt.Errorf("%s.streamStart: %q is not trim_horizon or latest", at, d.StreamStart))
+	}
 	if d.ReadThroughput < 0 {
 		errs = append(errs, fmt.Errorf("%s.readThroughput: must not be negative", at))
 	}

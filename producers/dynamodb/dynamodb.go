@@ -130,6 +130,13 @@ func (p *producer) migrate(ctx context.Context) error {
 			}
 		}
 	}
+	if p.cfg.HasCDC() && p.dc.StreamStart == "latest" {
+		for _, t := range p.tables {
+			if err := p.markLatest(ctx, t); err != nil {
+				return err
+			}
+		}
+	}
 	if p.cfg.HasSnapshot() && !snap.Done {
 		snap.Tables = p.cfg.Tables
 		if err := p.env.State.PutJSON(ctx, streams.SnapshotKey(p.cfg.Name), snap); err != nil {

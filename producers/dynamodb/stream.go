@@ -253,6 +253,59 @@ func (p *producer) readShard(ctx context.Context, t *table, shard string, st sha
 	return finish(nil)
 }
 
+// markLatest records, once per table and before the scan starts, the
+// newest position of every shard as its starting point (streamStart:
+// latest): the stream is read to its tip without publishing anything. The
+// scan that follows sees every change made before; the stream brings every
+// change made after.
+func (p *producer) markLatest(ctx context.Context, t *table) error {
+	marker := streams.SourceKey(p.cfg.Name, "streamstart", t.name)
+	var done struct {
+		At string `json:"at"`
+	}
+	if found, err := p.env.State.GetJSON(ctx, marker, &done); err != nil || found {
+		return err
+	}
+	shards, err := p.listShards(ctx, t)
+	if err != nil {
+		return err
+	}
+	skipped := 0
+	for _, sh := range shards {
+		id := aws.ToString(sh.ShardId)
+		it, err := p.iterator(ctx, t, id, "")
+		if err != nil {
+			return err
+		}
+		st := shardState{}
+		for it != nil {
+			out, err := p.streams.GetRecords(ctx, &dynamodbstreams.GetRecordsInput{ShardIterator: it, Limit: aws.Int32(1000)})
+			if err != nil {
+				return fmt.Errorf("source %s: reading shard %s of table %s to its newest position: %w", p.cfg.Name, id, t.name, err)
+			}
+			for _, r := range out.Records {
+				st.Seq = aws.ToString(r.Dynamodb.SequenceNumber)
+				skipped++
+			}
+			if out.NextShardIterator == nil {
+				st.Done = true
+			}
+			if len(out.Records) == 0 || st.Done {
+				break
+			}
+			it = out.NextShardIterator
+		}
+		if st.Seq != "" || st.Done {
+			if err := p.env.State.PutJSON(ctx, p.shardKey(t, id), st); err != nil {
+				return err
+			}
+		}
+	}
+	p.log.Info("the stream starts at its newest position", "table", t.name, "shards", len(shards), "recordsSkipped", skipped)
+	done.At = time.Now().UTC().Format(time.RFC3339)
+	return p.env.State.PutJSON(ctx, marker, done)
+}
+
 // iterator opens a shard after seq, or at its oldest record. nil: the
 // shard is gone (trimmed, its records all older than 24 hours).
 func (p *producer) iterator(ctx context.Context, t *table, shard, seq string) (*string, error) {
