@@ -157,6 +157,17 @@ func TestKillDuringScan(t *testing.T) {
 
 var publishedRE = regexp.MustCompile(`recordsPublished=(\d+)`)
 
+// published is the count of stream records a stopped producer logged.
+func published(t *testing.T, out string) int {
+	t.Helper()
+	m := publishedRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no published count in the log:\n%s", out)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
 // kill -9 while streaming: the restart resumes each shard after its saved
 // sequence number (it does not read the stream from the start again) and
 // the result is exact.
@@ -198,13 +209,9 @@ func TestKillDuringStreaming(t *testing.T) {
 	if !strings.Contains(out, "resuming shard after its saved sequence number") {
 		t.Errorf("the restart did not resume a shard from KV:\n%s", out)
 	}
-	m := publishedRE.FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("no published count in the restart's log:\n%s", out)
-	}
 	// Read from the start again, it would publish the 300 seed records and
 	// the 400 changes before the kill once more.
-	got, _ := strconv.Atoi(m[1])
+	got := published(t, out)
 	t.Logf("the restart published %d stream records", got)
 	if got > 2*after+100 {
 		t.Errorf("the restart published %d stream records; at most %d (the changes since the kill and an unsaved tail) expected", got, 2*after+100)
@@ -252,13 +259,9 @@ func TestStreamStartLatest(t *testing.T) {
 	if !strings.Contains(out, "recordsSkipped=500") {
 		t.Errorf("the 500 seed records were not skipped:\n%s", out)
 	}
-	m := publishedRE.FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("no published count in the log:\n%s", out)
-	}
 	// A delete of a missing key leaves no record, so some changes may have
 	// none; the 500 seed records must not be among them.
-	if got, _ := strconv.Atoi(m[1]); got > changes || got < changes/2 {
+	if got := published(t, out); got > changes || got < changes/2 {
 		t.Errorf("published %d stream records, want at most the %d changes made after the start", got, changes)
 	}
 }
