@@ -96,37 +96,22 @@ func (p *producer) followTable(ctx context.Context, t *table) error {
 			}
 			return err
 		}
-		present := map[string]bool{}
-		for _, s := range shards {
-			present[aws.ToString(s.ShardId)] = true
-		}
 		mu.Lock()
 		if failed != nil {
 			mu.Unlock()
 			return failed
 		}
-		for _, s := range shards {
-			id := aws.ToString(s.ShardId)
-			st := states[id]
-			if st == nil {
-				st = &shardState{}
-				states[id] = st
-			}
-			if st.Done || running[id] {
-				continue
-			}
-			if parent := aws.ToString(s.ParentShardId); parent != "" && present[parent] {
-				if ps := states[parent]; ps == nil || !ps.Done {
-					p.tips.pending(t.name, id)
-					continue // parents first
-				}
-			}
+		start, waiting := ready(shards, states, running)
+		for _, id := range waiting {
+			p.tips.pending(t.name, id)
+		}
+		for _, id := range start {
 			running[id] = true
-			start := *st
+			from := *states[id]
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				err := p.readShard(ctx, t, id, start)
+				err := p.readShard(ctx, t, id, from)
 				mu.Lock()
 				defer mu.Unlock()
 				running[id] = false
@@ -151,6 +136,35 @@ func (p *producer) followTable(ctx context.Context, t *table) error {
 	}
 	wg.Wait()
 	return failed
+}
+
+// ready picks, among the listed shards, those to start reading now and
+// those that wait for their parent: a shard starts once its parent is read
+// to its end, or when its parent is no longer listed (trimmed away). So one
+// item's changes are read in order through closes and splits. states gets
+// an entry for every listed shard; done and running shards are neither.
+func ready(shards []stypes.Shard, states map[string]*shardState, running map[string]bool) (start, waiting []string) {
+	present := map[string]bool{}
+	for _, s := range shards {
+		present[aws.ToString(s.ShardId)] = true
+	}
+	for _, s := range shards {
+		id := aws.ToString(s.ShardId)
+		if states[id] == nil {
+			states[id] = &shardState{}
+		}
+		if states[id].Done || running[id] {
+			continue
+		}
+		if parent := aws.ToString(s.ParentShardId); parent != "" && present[parent] {
+			if ps := states[parent]; ps == nil || !ps.Done {
+				waiting = append(waiting, id)
+				continue
+			}
+		}
+		start = append(start, id)
+	}
+	return start, waiting
 }
 
 // listShards lists every shard of the table's stream.

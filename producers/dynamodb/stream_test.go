@@ -2,9 +2,11 @@ package dynamodb
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	stypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
 )
@@ -60,4 +62,41 @@ func TestFromStream(t *testing.T) {
 	if m["n"].(*types.AttributeValueMemberN).Value != "1.5" || !m["b"].(*types.AttributeValueMemberBOOL).Value {
 		t.Errorf("map %v", m)
 	}
+}
+
+// Shards start parents first, through a split (P → C1, C2) and a further
+// close (C1 → G); a child whose parent was trimmed away starts at once.
+func TestReadyParentsFirst(t *testing.T) {
+	sh := func(id, parent string) stypes.Shard {
+		s := stypes.Shard{ShardId: aws.String(id)}
+		if parent != "" {
+			s.ParentShardId = aws.String(parent)
+		}
+		return s
+	}
+	shards := []stypes.Shard{sh("P", "gone"), sh("C1", "P"), sh("C2", "P"), sh("G", "C1")}
+	states := map[string]*shardState{}
+	running := map[string]bool{}
+	check := func(step string, wantStart, wantWait []string) {
+		t.Helper()
+		start, wait := ready(shards, states, running)
+		if fmt.Sprint(start) != fmt.Sprint(wantStart) || fmt.Sprint(wait) != fmt.Sprint(wantWait) {
+			t.Errorf("%s: start %v wait %v, want start %v wait %v", step, start, wait, wantStart, wantWait)
+		}
+		for _, id := range start {
+			running[id] = true
+		}
+	}
+	check("first listing", []string{"P"}, []string{"C1", "C2", "G"})
+	check("P running", nil, []string{"C1", "C2", "G"})
+	running["P"], states["P"].Done = false, true
+	check("P read to its end", []string{"C1", "C2"}, []string{"G"})
+	running["C2"], states["C2"].Done = false, true
+	check("C2 done, C1 still open", nil, []string{"G"})
+	running["C1"], states["C1"].Done = false, true
+	check("C1 closed", []string{"G"}, nil)
+	// After a restart, P and C1 were trimmed from the stream: G starts.
+	shards = []stypes.Shard{sh("G", "C1")}
+	states, running = map[string]*shardState{}, map[string]bool{}
+	check("parent trimmed", []string{"G"}, nil)
 }
