@@ -31,7 +31,7 @@ func (t *target) CheckTables(ctx context.Context, source string, tables []prefli
 			continue
 		case err != nil:
 			fs = append(fs, preflight.Finding{Component: comp, Check: "table", Severity: preflight.Block,
-				Message: fmt.Sprintf("describing table %s: %v", dst, err), Fix: "check the target's endpoint, region and credentials"})
+				Message: fmt.Sprintf("describing table %s: %v", dst, dynamo.Scrub(err, t.dc.AWSAccess)), Fix: "check the target's endpoint, region and credentials"})
 			continue
 		}
 		want := make([]string, len(st.Key))
