@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferry-dev/ferry/config"
 	"github.com/ferry-dev/ferry/internal/registry"
+	"github.com/ferry-dev/ferry/streams"
 	"github.com/ferry-dev/ferry/streams/pb"
 )
 
@@ -53,6 +54,14 @@ type Target interface {
 	// Ping checks the connection, for health checks.
 	Ping(ctx context.Context) error
 	Close()
+}
+
+// StateUser is implemented by targets that read what producers recorded in
+// the KV state bucket (the DynamoDB target reads a source table's
+// description there to create the table); the runner hands them the bucket
+// before applying anything.
+type StateUser interface {
+	UseState(state *streams.State)
 }
 
 // Factory opens a target from its config.

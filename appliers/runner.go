@@ -74,6 +74,13 @@ func (r *Runner) Run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	if su, ok := r.target.(StateUser); ok {
+		st, err := r.conn.State(ctx)
+		if err != nil {
+			return err
+		}
+		su.UseState(st)
+	}
 	cons := make([]jetstream.Consumer, parts)
 	for lane := range parts {
 		c, err := retry(ctx, r.log, "creating the lane's consumer", func(ctx context.Context) (jetstream.Consumer, error) {

@@ -136,6 +136,53 @@ type Source struct {
 	TxBufferBytes int `yaml:"txBufferBytes"`
 	// SpillDir holds those files (default: the system temp dir).
 	SpillDir string `yaml:"spillDir"`
+
+	// --- DynamoDB (type: dynamodb) ---
+	// DynamoDB holds the DynamoDB source's settings; dsn is not used
+	// (the endpoint, region and credentials are here).
+	DynamoDB DynamoDBSource `yaml:"dynamodb"`
+}
+
+// AWSAccess says where a DynamoDB-API endpoint is and how to sign requests.
+// The keys are secrets: never logged, published or stored in KV.
+type AWSAccess struct {
+	// Region of the tables (default us-east-1 when only endpoint is set).
+	Region string `yaml:"region"`
+	// Endpoint overrides the AWS endpoint (Alternator, an emulator).
+	Endpoint string `yaml:"endpoint"`
+	// AccessKey and SecretKey are static credentials; empty uses the
+	// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN
+	// environment variables.
+	AccessKey    string `yaml:"accessKey"`
+	SecretKey    string `yaml:"secretKey"`
+	SessionToken string `yaml:"sessionToken"`
+}
+
+// DynamoDBSource is the DynamoDB source's block.
+type DynamoDBSource struct {
+	AWSAccess `yaml:",inline"`
+	// ScanSegments is the number of parallel Scan segments per table.
+	ScanSegments int `yaml:"scanSegments"`
+	// SkipSegments are segments already copied (ScyllaDB Migrator's
+	// skipSegments); they are not scanned.
+	SkipSegments []int `yaml:"skipSegments"`
+	// ConsistentRead makes the Scan strongly consistent.
+	ConsistentRead bool `yaml:"consistentRead"`
+	// ReadThroughput caps read capacity units per second per table; with
+	// ReadThroughputPercent (0..1.5] the cap is that share of it (or of the
+	// table's provisioned read capacity when ReadThroughput is 0).
+	ReadThroughput        int     `yaml:"readThroughput"`
+	ReadThroughputPercent float64 `yaml:"readThroughputPercent"`
+	// EnableStream turns on a NEW_IMAGE stream on a table that has none,
+	// rather than failing.
+	EnableStream bool `yaml:"enableStream"`
+	// StreamPollInterval is how long a shard at its tip waits before the
+	// next GetRecords.
+	StreamPollInterval Duration `yaml:"streamPollInterval"`
+	// StreamStart is where the change stream starts on the first run:
+	// trim_horizon (its oldest record, the default) or latest (its newest
+	// position, taken before the scan starts).
+	StreamStart string `yaml:"streamStart"`
 }
 
 // Target is one database ferry writes.
@@ -157,6 +204,30 @@ type Target struct {
 	Tables map[string]string `yaml:"tables"`
 	// Renames renames columns (or DynamoDB attributes) on the way in.
 	Renames []Rename `yaml:"renames"`
+
+	// --- DynamoDB / Alternator (type: dynamodb, alternator) ---
+	// DynamoDB holds the DynamoDB/Alternator target's settings; dsn is not
+	// used (the endpoint, region and credentials are here).
+	DynamoDB DynamoDBTarget `yaml:"dynamodb"`
+}
+
+// DynamoDBTarget is the DynamoDB/Alternator target's block.
+type DynamoDBTarget struct {
+	AWSAccess `yaml:",inline"`
+	// BatchItems is the most items in one BatchWriteItem: at most 25 on
+	// DynamoDB (the default); Alternator takes more (default 100).
+	BatchItems int `yaml:"batchItems"`
+	// WriteParallelism is how many BatchWriteItem calls one lane runs at
+	// once.
+	WriteParallelism int `yaml:"writeParallelism"`
+	// StateTable is the target table holding each lane's applied stream
+	// sequence (default ferry_state).
+	StateTable string `yaml:"stateTable"`
+	// BillingMode of tables ferry creates: PROVISIONED or PAY_PER_REQUEST;
+	// empty copies the source's.
+	BillingMode string `yaml:"billingMode"`
+	// SkipTTL leaves the target table's TTL setting alone.
+	SkipTTL bool `yaml:"skipTTL"`
 }
 
 // Rename is one column rename. An empty Table applies it to every table.
@@ -263,6 +334,10 @@ func section(goType string) string {
 		return "validation"
 	case "Rename":
 		return "targets[].renames[]"
+	case "DynamoDBSource":
+		return "sources[].dynamodb"
+	case "DynamoDBTarget":
+		return "targets[].dynamodb"
 	}
 	return "the top level"
 }
@@ -288,6 +363,18 @@ func (c *Config) setDefaults() {
 		if s.Mode == "" {
 			s.Mode = ModeSnapshotCDC
 		}
+		if s.Type == "dynamodb" {
+			d := &s.DynamoDB
+			if d.ScanSegments == 0 {
+				d.ScanSegments = 8
+			}
+			if d.StreamPollInterval == 0 {
+				d.StreamPollInterval = Duration(500 * time.Millisecond)
+			}
+			if d.StreamStart == "" {
+				d.StreamStart = "trim_horizon"
+			}
+		}
 		if s.Slot == "" {
 			s.Slot = "ferry_" + IdentSafe(s.Name)
 		}
@@ -299,6 +386,10 @@ func (c *Config) setDefaults() {
 		}
 		if s.ChunkRows == 0 {
 			s.ChunkRows = 20000
+		}
+		if s.Type == "dynamodb" && s.SnapshotWorkers == 0 && s.DynamoDB.ScanSegments > 0 {
+			// Every Scan segment in parallel, as ScyllaDB Migrator does.
+			s.SnapshotWorkers = min(s.DynamoDB.ScanSegments, 64)
 		}
 		if s.SnapshotWorkers == 0 {
 			s.SnapshotWorkers = 4
@@ -322,6 +413,21 @@ func (c *Config) setDefaults() {
 		t := &c.Targets[i]
 		if t.BatchSize == 0 {
 			t.BatchSize = 500
+		}
+		if t.Type == "dynamodb" || t.Type == "alternator" {
+			d := &t.DynamoDB
+			if d.BatchItems == 0 {
+				d.BatchItems = 25
+				if t.Type == "alternator" {
+					d.BatchItems = 100
+				}
+			}
+			if d.WriteParallelism == 0 {
+				d.WriteParallelism = 4
+			}
+			if d.StateTable == "" {
+				d.StateTable = "ferry_state"
+			}
 		}
 	}
 }
@@ -360,8 +466,11 @@ func (c *Config) check() error {
 		if s.Type == "" {
 			errs = append(errs, fmt.Errorf("%s.type: missing", at))
 		}
-		if s.DSN == "" {
+		if s.DSN == "" && s.Type != "dynamodb" {
 			errs = append(errs, fmt.Errorf("%s.dsn: missing", at))
+		}
+		if s.Type == "dynamodb" {
+			errs = append(errs, s.DynamoDB.check(at+".dynamodb")...)
 		}
 		switch s.Mode {
 		case ModeSnapshot, ModeCDC, ModeSnapshotCDC:
@@ -407,8 +516,12 @@ func (c *Config) check() error {
 		if t.Type == "" {
 			errs = append(errs, fmt.Errorf("%s.type: missing", at))
 		}
-		if t.DSN == "" {
+		dynamo := t.Type == "dynamodb" || t.Type == "alternator"
+		if t.DSN == "" && !dynamo {
 			errs = append(errs, fmt.Errorf("%s.dsn: missing", at))
+		}
+		if dynamo {
+			errs = append(errs, t.DynamoDB.check(at+".dynamodb", t.Type)...)
 		}
 		if !names[t.From] {
 			errs = append(errs, fmt.Errorf("%s.from: %q names no source", at, t.From))

@@ -19,7 +19,9 @@ import (
 	"github.com/ferry-dev/ferry/internal/progress"
 
 	// Connectors register themselves.
+	_ "github.com/ferry-dev/ferry/appliers/dynamodb"
 	_ "github.com/ferry-dev/ferry/appliers/postgres"
+	_ "github.com/ferry-dev/ferry/producers/dynamodb"
 	_ "github.com/ferry-dev/ferry/producers/oracle"
 	_ "github.com/ferry-dev/ferry/producers/postgres"
 )
