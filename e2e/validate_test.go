@@ -57,6 +57,16 @@ func (p *pipeline) validate(args ...string) (int, string, validateReport) {
 	return code, out, rep
 }
 
+// snapshotOnce moves the source with a snapshot-only migrate, which exits
+// once the target holds every row.
+func (p *pipeline) snapshotOnce() {
+	p.t.Helper()
+	p.writeConfig("mode: snapshot", "")
+	if code, out := p.run(3*time.Minute, "migrate", "--config", p.cfgPath); code != 0 {
+		p.t.Fatalf("migrate exited %d:\n%s", code, out)
+	}
+}
+
 const validateDDL = `
 CREATE TABLE public.items (id bigint PRIMARY KEY, name text, qty int, price numeric(10,2), at timestamptz, doc jsonb);
 CREATE TABLE public.lines (order_id bigint, line_no int, sku text NOT NULL, PRIMARY KEY (order_id, line_no));`
@@ -152,10 +162,7 @@ func TestValidateReportAndRepair(t *testing.T) {
 func TestValidateResume(t *testing.T) {
 	p := newPipeline(t)
 	seedValidate(p, 20000)
-	p.writeConfig("mode: snapshot", "")
-	if code, out := p.run(3*time.Minute, "migrate", "--config", p.cfgPath); code != 0 {
-		t.Fatalf("migrate exited %d:\n%s", code, out)
-	}
+	p.snapshotOnce()
 	args := []string{"validate", "--config", p.cfgPath, "--tables", "items", "--range-rows", "1000", "--parallel", "1"}
 	slow := p.start(append(args, "--rows-per-second", "2000")...)
 	eventually(t, 2*time.Minute, "three ranges checked", func() bool {
@@ -257,4 +264,80 @@ func TestValidateErrors(t *testing.T) {
 		t.Fatalf("exit %d, want 2 naming the target:\n%s", code, out)
 	}
 	_ = os.Remove(filepath.Join(p.dir, "x"))
+}
+
+// Table renames, column renames and the target schema are honoured, and
+// values compare by value across column types (int vs numeric, json vs
+// jsonb, timestamp within the tolerance).
+func TestValidateRenamesAndTypes(t *testing.T) {
+	p := newPipeline(t)
+	p.srcExec(`CREATE TABLE public.people (id int PRIMARY KEY, full_name text, score int, doc json, seen timestamptz)`)
+	p.dstExec(`CREATE SCHEMA crm; CREATE TABLE crm.persons (id numeric PRIMARY KEY, name varchar(50), score numeric(10,2), doc jsonb, seen timestamptz, note text)`)
+	p.srcExec(`INSERT INTO people SELECT i, 'n' || i, i, '{"b": 1,  "a": [1, 2]}', timestamptz '2024-01-01' + i * interval '1 s' FROM generate_series(1, 300) i`)
+	p.dstExec(`INSERT INTO crm.persons SELECT i, 'n' || i, i, '{"a": [1, 2.0], "b": 1}', timestamptz '2024-01-01' + i * interval '1 s' + interval '0.4 ms', 'target only' FROM generate_series(1, 300) i`)
+	cfg := fmt.Sprintf(`nats: {url: "", listen: "127.0.0.1:%d", dataDir: %q}
+sources: [{name: pg, type: postgres, dsn: %q, mode: snapshot, tables: [public.people]}]
+targets:
+  - name: dst
+    type: postgres
+    dsn: %q
+    from: pg
+    schema: crm
+    tables: {public.people: persons}
+    renames: [{table: people, from: full_name, to: name}]
+validation: {timestampMsTolerance: 1, failuresToFetch: 2}
+`, p.natsPort, filepath.Join(p.dir, "nats"), p.src.DSN(p.srcDB), p.dst.DSN(p.dstDB))
+	p.cfgPath = filepath.Join(p.dir, "ferry.yaml")
+	writeFile(t, p.cfgPath, cfg)
+	code, out, rep := p.validate("--range-rows", "100")
+	if code != 0 {
+		t.Fatalf("validate exited %d:\n%s", code, out)
+	}
+	if tb := rep.Reports[0].Tables[0]; tb.SourceRows != 300 || tb.TargetRows != 300 {
+		t.Fatalf("rows: %+v", tb)
+	}
+	p.dstExec(`UPDATE crm.persons SET name = 'renamed?' WHERE id IN (7, 8, 9)`)
+	p.dstExec(`UPDATE crm.persons SET seen = seen + interval '5 ms' WHERE id = 10`)
+	code, out, rep = p.validate("--range-rows", "100")
+	tb := rep.Reports[0].Tables[0]
+	if code != 1 || tb.Mismatched != 4 || len(tb.Failures) != 2 {
+		t.Fatalf("exit %d, want 1 with 4 mismatches and 2 listed (failuresToFetch): %+v\n%s", code, tb, out)
+	}
+	if !strings.Contains(out, "public.people -> crm.persons") || !strings.Contains(out, "full_name (target name): source n7, target renamed?") ||
+		!strings.Contains(out, "2 more differences not listed") {
+		t.Errorf("summary:\n%s", out)
+	}
+}
+
+// --repair with no applier running says so (exit 2) and leaves the repairs
+// in the stream; once `ferry apply` runs, a repair run succeeds and the
+// target is equal.
+func TestValidateRepairNeedsAnApplier(t *testing.T) {
+	p := newPipeline(t)
+	seedValidate(p, 2000)
+	p.snapshotOnce()
+	p.dstExec(`DELETE FROM items WHERE id BETWEEN 100 AND 149`)
+	code, out := p.run(2*time.Minute, "validate", "--config", p.cfgPath, "--repair", "--repair-timeout", "3s")
+	if code != 2 || !strings.Contains(out, "has not applied the repairs yet") {
+		t.Fatalf("repair without an applier exited %d, want 2 saying so:\n%s", code, out)
+	}
+	apply := p.start("apply", "--config", p.cfgPath)
+	eventually(t, time.Minute, "the applier to apply the earlier repairs", func() bool { return count(t, p.dst, p.dstDB, "items") == 2000 })
+	code, out, _ = p.validate("--repair")
+	if code != 0 {
+		t.Fatalf("validate --repair with the applier running exited %d:\n%s", code, out)
+	}
+	apply.stop(t)
+	p.assertEqual("public.items", "id")
+}
+
+// --continuous validates again and again until stopped, then exits with the
+// last result.
+func TestValidateContinuous(t *testing.T) {
+	p := newPipeline(t)
+	seedValidate(p, 500)
+	p.snapshotOnce()
+	v := p.start("validate", "--config", p.cfgPath, "--continuous", "--interval", "200ms")
+	eventually(t, time.Minute, "three passes", func() bool { return strings.Count(v.out.String(), "result: EQUAL") >= 3 })
+	v.stop(t)
 }

@@ -144,6 +144,11 @@ func Run(ctx context.Context, src Source, dst Target, opts Options) (*Report, er
 		rep.Tables = append(rep.Tables, tr)
 		repairs[p.src.Name] = fixed
 	}
+	// Every range is read: a later run starts afresh even if confirming
+	// the repairs below fails (its ranges' results would be stale).
+	if err := opts.Progress.finish(ctx); err != nil {
+		return nil, err
+	}
 	if opts.Repair != nil {
 		if err := e.confirmRepairs(ctx, pairs, rep, repairs); err != nil {
 			return nil, err
@@ -156,9 +161,6 @@ func Run(ctx context.Context, src Source, dst Target, opts Options) (*Report, er
 		}
 	}
 	rep.Finished = time.Now().UTC()
-	if err := opts.Progress.finish(ctx); err != nil {
-		return nil, err
-	}
 	return rep, nil
 }
 
@@ -265,6 +267,34 @@ type rangeResult struct {
 	Repaired   int64     `json:"repaired,omitempty"`
 	Failures   []Failure `json:"failures,omitempty"`
 	Omitted    int64     `json:"omitted,omitempty"`
+	// RepairedKeys are the keys repaired (up to maxStoredKeys, as encoded
+	// pb.Rows), for a resumed run to confirm.
+	RepairedKeys [][]byte `json:"repairedKeys,omitempty"`
+}
+
+// maxStoredKeys bounds the repaired keys a range keeps in KV.
+const maxStoredKeys = 2000
+
+func encodeKeys(keys [][]*pb.Value) [][]byte {
+	var out [][]byte
+	for _, k := range keys[:min(len(keys), maxStoredKeys)] {
+		b, err := (&pb.Row{Values: k}).MarshalVT()
+		if err == nil {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func decodeKeys(bs [][]byte) [][]*pb.Value {
+	var out [][]*pb.Value
+	for _, b := range bs {
+		r := &pb.Row{}
+		if r.UnmarshalVT(b) == nil {
+			out = append(out, r.Values)
+		}
+	}
+	return out
 }
 
 // pass is one sweep of a table's ranges: "fwd" compares source ranges with
@@ -304,6 +334,7 @@ func (e *engine) table(ctx context.Context, p *pair) (*TableReport, [][]*pb.Valu
 		for i := range ranges {
 			if r, ok := done[i]; ok {
 				results[i] = r
+				fixed = append(fixed, decodeKeys(r.RepairedKeys)...)
 				if ps == "fwd" {
 					tr.RangesResumed++
 				}
@@ -430,6 +461,9 @@ func (e *engine) rangeOf(ctx context.Context, p *pair, ps string, r Range) (*ran
 	if err != nil {
 		return nil, nil, err
 	}
+	if diffs, err = e.confirmUnmatched(ctx, p, ps, diffs); err != nil {
+		return nil, nil, err
+	}
 	if e.opts.Live && len(diffs) > 0 {
 		for attempt := 0; attempt < e.opts.LiveRetries && len(diffs) > 0; attempt++ {
 			select {
@@ -466,8 +500,57 @@ func (e *engine) rangeOf(ctx context.Context, p *pair, ps string, r Range) (*ran
 			return nil, nil, err
 		}
 		res.Repaired = int64(len(fixed))
+		res.RepairedKeys = encodeKeys(fixed)
 	}
 	return res, fixed, nil
+}
+
+// confirmUnmatched looks up, on both sides, the rows a merge found on one
+// side only. Both sides read the same key bounds, but each in its own key
+// order: where those differ (text keys under different collations) a row
+// can fall into another range on the target and look missing here and
+// extraneous there. Looked up by key it is found, and compared. Differences
+// are usually few, so this costs little; without lookups on both sides the
+// merge's answer stands.
+func (e *engine) confirmUnmatched(ctx context.Context, p *pair, ps string, diffs []diff) ([]diff, error) {
+	_, sl := e.src.(Lookuper)
+	_, dl := e.dst.(Lookuper)
+	if e.mode != "merge" || ps != "fwd" || !sl || !dl {
+		return diffs, nil
+	}
+	var kept []diff
+	var keys [][]*pb.Value
+	for _, d := range diffs {
+		if d.kind == Mismatched {
+			kept = append(kept, d)
+		} else {
+			keys = append(keys, d.key)
+		}
+	}
+	if len(keys) == 0 {
+		return diffs, nil
+	}
+	again, err := e.recheck(ctx, p, keys)
+	if err != nil {
+		return nil, err
+	}
+	extra := map[string]bool{}
+	for _, d := range diffs {
+		if d.kind == Extraneous {
+			extra[keyString(d.key)] = true
+		}
+	}
+	for _, d := range again {
+		// A row this range saw only on the target but the source has
+		// belongs to the source range that holds its key, which reports
+		// it: counting it here too would count it twice.
+		if d.kind != Extraneous && extra[keyString(d.key)] {
+			continue
+		}
+		kept = append(kept, d)
+	}
+	sort.Slice(kept, func(i, j int) bool { return compareKeys(kept[i].key, kept[j].key) < 0 })
+	return kept, nil
 }
 
 func keysOf(diffs []diff) [][]*pb.Value {
@@ -616,7 +699,7 @@ func (e *engine) mergeRange(ctx context.Context, p *pair, r Range, res *rangeRes
 		}
 	}
 	s, d := sc.next(), dc.next()
-	for s != nil || d != nil {
+	for (s != nil || d != nil) && sc.err == nil && dc.err == nil {
 		var c int
 		var sk, dk []*pb.Value
 		if s != nil {
@@ -784,8 +867,10 @@ func (e *engine) scanLookup(ctx context.Context, p *pair, r Range, res *rangeRes
 			other, ok := byKey[keyString(k)]
 			switch {
 			case reverse:
-				res.TargetRows++
+				// The forward pass counted the target rows the source
+				// has; this one adds those it lacks.
 				if !ok {
+					res.TargetRows++
 					diffs = append(diffs, diff{kind: Extraneous, key: k, dst: row})
 				}
 			case !ok:
@@ -914,8 +999,8 @@ func (e *engine) confirmRepairs(ctx context.Context, pairs []*pair, rep *Report,
 		tr := rep.Tables[i]
 		keys := fixed[p.src.Name]
 		if int64(len(keys)) < tr.Repaired {
-			// Repaired by an earlier, interrupted run: their keys are not
-			// known here, so they are not confirmed.
+			// More repaired keys than a range keeps in KV, by an earlier,
+			// interrupted run: those not kept are not confirmed.
 			tr.Unrepaired += tr.Repaired - int64(len(keys))
 		}
 		if len(keys) == 0 {
