@@ -6,12 +6,16 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ferry-dev/ferry/e2e/pgtest"
 )
 
 // validateReport is the part of `ferry validate --report` the tests read.
@@ -190,7 +194,7 @@ func TestValidateResume(t *testing.T) {
 }
 
 // --live while changes stream: rows in flight are not reported, a row that
-// really differs is.
+// really differs is, and --repair restores it while the changes go on.
 func TestValidateLive(t *testing.T) {
 	p := newPipeline(t)
 	seedValidate(p, 5000)
@@ -228,8 +232,15 @@ func TestValidateLive(t *testing.T) {
 	// Let the stream be busy before validating.
 	eventually(t, time.Minute, "changes streaming", func() bool { return writes.Load() > 200 })
 	code, out, rep := p.validate("--live", "--live-delay", "1s", "--range-rows", "500")
+	// Repair while the changes still stream: repairs are ordered with them.
+	rcode, rout, _ := p.validate("--live", "--live-delay", "1s", "--range-rows", "500", "--repair")
 	stop()
 	wg.Wait()
+	if rcode != 0 {
+		t.Errorf("validate --live --repair exited %d:\n%s", rcode, rout)
+	}
+	p.waitCaughtUp()
+	p.assertEqual("public.items", "id")
 	if code != 1 {
 		t.Fatalf("validate --live exited %d, want 1 for the one deleted row:\n%s", code, out)
 	}
@@ -340,4 +351,70 @@ func TestValidateContinuous(t *testing.T) {
 	v := p.start("validate", "--config", p.cfgPath, "--continuous", "--interval", "200ms")
 	eventually(t, time.Minute, "three passes", func() bool { return strings.Count(v.out.String(), "result: EQUAL") >= 3 })
 	v.stop(t)
+}
+
+// BenchmarkValidate measures `ferry validate` on the benchmark table
+// (FERRY_BENCH_ROWS rows, default 1,000,000) beside `ferry migrate`'s
+// snapshot of the same table in the same run. It only runs with
+// FERRY_VALIDATE_BENCH=1. Results go to docs/BENCHMARKS.md.
+func BenchmarkValidate(b *testing.B) {
+	if os.Getenv("FERRY_VALIDATE_BENCH") == "" {
+		b.Skip("set FERRY_VALIDATE_BENCH=1 to run")
+	}
+	pgtest.Require(b, setupErr)
+	rows := benchRows()
+	ctx := context.Background()
+	for i := 0; i < b.N; i++ {
+		name := fmt.Sprintf("vbench_%d_%d", rows, i)
+		src, dst := "s_"+name, "d_"+name
+		for _, x := range []struct {
+			s  *pgtest.Server
+			db string
+		}{{srcServer, src}, {dstServer, dst}} {
+			must(b, x.s.Exec(ctx, "postgres", "DROP DATABASE IF EXISTS "+x.db+" WITH (FORCE)"))
+			must(b, x.s.Exec(ctx, "postgres", "CREATE DATABASE "+x.db))
+			must(b, x.s.Exec(ctx, x.db, benchTable))
+		}
+		must(b, srcServer.Exec(ctx, src, fmt.Sprintf(`INSERT INTO bench SELECT i, 'name ' || i, i * 1.2345, timestamptz '2024-01-01' + i * interval '1 ms',
+			jsonb_build_object('i', i, 'tag', 't' || (i %% 100)) FROM generate_series(1, %d) i`, rows)))
+		must(b, srcServer.Exec(ctx, src, "VACUUM ANALYZE bench"))
+		dir := b.TempDir()
+		cfg := fmt.Sprintf(`nats: {url: "", listen: "127.0.0.1:%d", dataDir: %q}
+sources: [{name: pg, type: postgres, dsn: %q, mode: snapshot}]
+targets: [{name: dst, type: postgres, dsn: %q, from: pg}]
+log: {level: warn}
+`, freePort(b), dir+"/nats", srcServer.DSN(src), dstServer.DSN(dst))
+		must(b, os.WriteFile(dir+"/ferry.yaml", []byte(cfg), 0o600))
+
+		b.StopTimer()
+		start := time.Now()
+		if out, err := exec.Command(ferryBin, "migrate", "--config", dir+"/ferry.yaml").CombinedOutput(); err != nil {
+			b.Fatalf("ferry migrate: %v\n%s", err, out)
+		}
+		snapDur := time.Since(start)
+		must(b, dstServer.Exec(ctx, dst, "VACUUM ANALYZE bench"))
+		b.StartTimer()
+		start = time.Now()
+		cmd := exec.Command(ferryBin, "validate", "--config", dir+"/ferry.yaml", "--report", dir+"/report.json")
+		out, err := cmd.CombinedOutput()
+		valDur := time.Since(start)
+		b.StopTimer()
+		if err != nil {
+			b.Fatalf("ferry validate: %v\n%s", err, out)
+		}
+		var rep validateReport
+		data, err := os.ReadFile(dir + "/report.json")
+		must(b, err)
+		must(b, json.Unmarshal(data, &rep))
+		if tb := rep.Reports[0].Tables[0]; !rep.Equal || tb.SourceRows != int64(rows) || tb.TargetRows != int64(rows) {
+			b.Fatalf("report: %+v", rep)
+		}
+		rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss
+		b.ReportMetric(snapDur.Seconds(), "snapshot-s")
+		b.ReportMetric(float64(rows)/snapDur.Seconds(), "snapshot-rows/s")
+		b.ReportMetric(valDur.Seconds(), "validate-s")
+		b.ReportMetric(float64(rows)/valDur.Seconds(), "validate-rows/s")
+		b.ReportMetric(float64(rss)/1024, "validate-peak-RSS-MiB")
+		b.StartTimer()
+	}
 }

@@ -45,11 +45,13 @@ type Options struct {
 	Log      *slog.Logger
 }
 
-// Repairer makes the target equal to the source for given rows: events
-// are OP_READ with a fresh source row (write it) or OP_DELETE with a key
-// (drop it), named as the source names them.
+// Repairer makes the target equal to the source for the given keys of a
+// source table. fresh reads the keys in the source now and returns one event
+// per key: OP_READ with the row (write it) or OP_DELETE (drop the key), named
+// as the source names them. A repairer may call fresh again for keys whose
+// read it could not order against concurrent changes.
 type Repairer interface {
-	Repair(ctx context.Context, events []*pb.Event) error
+	Repair(ctx context.Context, table string, keys []*pb.Row, fresh func(context.Context, []*pb.Row) ([]*pb.Event, error)) error
 	// Settle waits until every repair handed over is on the target.
 	Settle(ctx context.Context) error
 }
@@ -952,28 +954,39 @@ func (e *engine) lookup(ctx context.Context, l Lookuper, t Table, keys [][]*pb.V
 	return out, nil
 }
 
-// repair reads the keys again in the source and hands the repairer a
-// fresh row for each key the source has and a delete for each it lacks.
+// repair hands the repairer the keys and a way to read them again in the
+// source: a fresh row for each key the source has, a delete for each it
+// lacks.
 func (e *engine) repair(ctx context.Context, p *pair, keys [][]*pb.Value) error {
-	for start := 0; start < len(keys); start += 500 {
-		part := keys[start:min(start+500, len(keys))]
-		rows, err := e.lookup(ctx, e.src.(Lookuper), p.src, part)
-		if err != nil {
-			return fmt.Errorf("source %s: reading %s for repair: %w", e.opts.Source.Name, p.src.Name, err)
+	fresh := func(ctx context.Context, keys []*pb.Row) ([]*pb.Event, error) {
+		vals := make([][]*pb.Value, len(keys))
+		for i, k := range keys {
+			vals[i] = k.GetValues()
 		}
-		events := make([]*pb.Event, 0, len(part))
-		for _, k := range part {
-			key := &pb.Row{Names: p.src.Key, Values: k}
-			ev := &pb.Event{Source: e.opts.Source.Name, Table: p.src.Name, Key: key}
-			if row, ok := rows[keyString(k)]; ok {
+		rows, err := e.lookup(ctx, e.src.(Lookuper), p.src, vals)
+		if err != nil {
+			return nil, fmt.Errorf("source %s: reading %s for repair: %w", e.opts.Source.Name, p.src.Name, err)
+		}
+		events := make([]*pb.Event, len(keys))
+		for i, k := range keys {
+			ev := &pb.Event{Source: e.opts.Source.Name, Table: p.src.Name, Key: k}
+			if row, ok := rows[keyString(k.GetValues())]; ok {
 				ev.Op, ev.After = pb.Op_OP_READ, row
 			} else {
 				ev.Op = pb.Op_OP_DELETE
 			}
-			events = append(events, ev)
+			events[i] = ev
 		}
-		if err := e.opts.Repair.Repair(ctx, events); err != nil {
-			return fmt.Errorf("repairing %d rows of %s: %w", len(events), p.src.Name, err)
+		return events, nil
+	}
+	for start := 0; start < len(keys); start += 500 {
+		part := keys[start:min(start+500, len(keys))]
+		rows := make([]*pb.Row, len(part))
+		for i, k := range part {
+			rows[i] = &pb.Row{Names: p.src.Key, Values: k}
+		}
+		if err := e.opts.Repair.Repair(ctx, p.src.Name, rows, fresh); err != nil {
+			return fmt.Errorf("repairing %d rows of %s: %w", len(part), p.src.Name, err)
 		}
 	}
 	return nil

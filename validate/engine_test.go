@@ -307,7 +307,11 @@ type memRepairer struct {
 	events []*pb.Event
 }
 
-func (r *memRepairer) Repair(_ context.Context, evs []*pb.Event) error {
+func (r *memRepairer) Repair(ctx context.Context, _ string, keys []*pb.Row, fresh func(context.Context, []*pb.Row) ([]*pb.Event, error)) error {
+	evs, err := fresh(ctx, keys)
+	if err != nil {
+		return err
+	}
 	r.mu.Lock()
 	r.events = append(r.events, evs...)
 	r.mu.Unlock()
