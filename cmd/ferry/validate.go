@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ferry-dev/ferry/config"
+	"github.com/ferry-dev/ferry/internal/metrics"
 	"github.com/ferry-dev/ferry/streams"
 	"github.com/ferry-dev/ferry/validate"
 )
@@ -106,6 +107,21 @@ func runValidate(ctx context.Context, out io.Writer, cfg *config.Config, f valid
 	state, err := conn.State(ctx)
 	if err != nil {
 		return &exitError{code: 2, err: err}
+	}
+	if cfg.Metrics.Addr != "" {
+		// A long validation can be watched and profiled like the pipeline.
+		health := &metrics.Health{}
+		health.Add("nats", func(ctx context.Context) error {
+			_, err := conn.JS.AccountInfo(ctx)
+			return err
+		})
+		mctx, stopMetrics := context.WithCancel(ctx)
+		defer stopMetrics()
+		go func() {
+			if err := metrics.Serve(mctx, cfg.Metrics.Addr, health, log); err != nil {
+				log.Error("metrics server", "err", err)
+			}
+		}()
 	}
 	for {
 		res, err := validateOnce(ctx, out, cfg, f, tgts, conn, state, log)
