@@ -274,8 +274,13 @@ type rangeResult struct {
 	RepairedKeys [][]byte `json:"repairedKeys,omitempty"`
 }
 
-// maxStoredKeys bounds the repaired keys a range keeps in KV.
-const maxStoredKeys = 2000
+// maxStoredKeys bounds the repaired keys a range keeps in KV, and
+// maxStoredFailures its listed differences: a KV value must stay well under
+// NATS's max_payload (1 MiB by default on a standalone server).
+const (
+	maxStoredKeys     = 2000
+	maxStoredFailures = 500
+)
 
 func encodeKeys(keys [][]*pb.Value) [][]byte {
 	var out [][]byte
@@ -316,6 +321,11 @@ func (e *engine) table(ctx context.Context, p *pair) (*TableReport, [][]*pb.Valu
 				passes = append(passes, "rev")
 			}
 		}
+	}
+	if e.mode == "lookup" && len(passes) == 1 {
+		// Neither a target scan nor source lookups: rows only the target
+		// has cannot be found.
+		tr.ExtraneousNotChecked = true
 	}
 	var fixed [][]*pb.Value
 	var fixedMu sync.Mutex
@@ -489,7 +499,7 @@ func (e *engine) rangeOf(ctx context.Context, p *pair, ps string, r Range) (*ran
 		case Mismatched:
 			res.Mismatched++
 		}
-		if len(res.Failures) < e.opts.FailuresToFetch {
+		if len(res.Failures) < min(e.opts.FailuresToFetch, maxStoredFailures) {
 			res.Failures = append(res.Failures, e.failure(p, d))
 		} else {
 			res.Omitted++

@@ -380,3 +380,33 @@ func TestTablesFilterNamesUnknownTables(t *testing.T) {
 		t.Fatal("bare table name not matched")
 	}
 }
+
+// lookupOnly is a target that can only look rows up by key.
+type lookupOnly struct{ m *memSide }
+
+func (l lookupOnly) Table(ctx context.Context, name string) (Table, error) {
+	return l.m.Table(ctx, name)
+}
+func (l lookupOnly) Close() {}
+func (l lookupOnly) Lookup(ctx context.Context, t Table, keys []*pb.Row) ([]*pb.Row, error) {
+	return l.m.Lookup(ctx, t, keys)
+}
+
+func TestLookupOnlyTargetSaysExtraRowsWereNotLookedFor(t *testing.T) {
+	src, dst := pairOf(20)
+	src.unordered = true
+	breakTarget(dst)
+	rep, err := Run(context.Background(), src, lookupOnly{dst}, opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := rep.Tables[0]
+	if !tr.ExtraneousNotChecked || tr.Extraneous != 0 || tr.Missing != 1 || tr.Mismatched != 1 {
+		t.Fatalf("%+v", tr)
+	}
+	var b strings.Builder
+	rep.Summary(&b)
+	if !strings.Contains(b.String(), "rows only the target has were not looked for") {
+		t.Errorf("summary:\n%s", b.String())
+	}
+}

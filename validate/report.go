@@ -55,6 +55,10 @@ type TableReport struct {
 	// Failures lists differences, up to failuresToFetch for the run.
 	Failures        []Failure `json:"failures"`
 	FailuresOmitted int64     `json:"failuresOmitted,omitempty"`
+	// ExtraneousNotChecked is set in lookup mode when the target cannot be
+	// scanned or the source looked up: rows only the target has are not
+	// looked for.
+	ExtraneousNotChecked bool `json:"extraneousNotChecked,omitempty"`
 }
 
 // Differences is the number of rows found different.
@@ -154,6 +158,9 @@ func (r *Report) Summary(w io.Writer) {
 		}
 		if t.FailuresOmitted > 0 {
 			fmt.Fprintf(w, "%s: %d more differences not listed (validation.failuresToFetch = %d)\n", t.Table, t.FailuresOmitted, r.FailuresToFetch)
+		}
+		if t.ExtraneousNotChecked {
+			fmt.Fprintf(w, "%s: rows only the target has were not looked for (the target cannot be scanned, or the source cannot look rows up)\n", t.Table)
 		}
 		if t.Rechecked > 0 {
 			fmt.Fprintf(w, "%s: %d differences were in flight and equal when read again\n", t.Table, t.Rechecked)

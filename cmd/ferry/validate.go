@@ -123,14 +123,21 @@ func runValidate(ctx context.Context, out io.Writer, cfg *config.Config, f valid
 			}
 		}()
 	}
+	var last *validateExit
 	for {
 		res, err := validateOnce(ctx, out, cfg, f, tgts, conn, state, log)
 		if err != nil {
 			if ctx.Err() != nil {
+				if last != nil {
+					// --continuous stopped between two results: the last
+					// complete one stands; the next start resumes the pass.
+					return exitFor(last)
+				}
 				return &exitError{code: 2, err: errors.New("validation stopped before it finished; run it again to continue where it stopped")}
 			}
 			return &exitError{code: 2, err: err}
 		}
+		last = res
 		if !f.continuous || ctx.Err() != nil {
 			return exitFor(res)
 		}
@@ -139,8 +146,8 @@ func runValidate(ctx context.Context, out io.Writer, cfg *config.Config, f valid
 			return exitFor(res)
 		case <-time.After(f.interval):
 		}
-		// Each pass of --continuous is a run of its own.
-		f.fresh = true
+		// Each pass of --continuous is a run of its own (an unfinished one
+		// is resumed only by the first).
 	}
 }
 
