@@ -71,8 +71,7 @@ type engine struct {
 	dst     Target
 	limit   *rate.Limiter
 	mode    string
-	capLeft int // failures still to list (shared)
-	mu      sync.Mutex
+	capLeft int // failures still to list in the report
 }
 
 // Run validates every table of the source against the target.
