@@ -91,6 +91,9 @@ func Run(ctx context.Context, src Source, dst Target, opts Options) (*Report, er
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
+	if err := checkTolerances(opts.Tolerances); err != nil {
+		return nil, err
+	}
 	e := &engine{opts: opts, src: src, dst: dst, limit: config.Limiter(opts.RowsPerSecond), capLeft: opts.FailuresToFetch}
 	srr, srcRanges := src.(RangeReader)
 	drr, dstRanges := dst.(RangeReader)
@@ -163,6 +166,29 @@ func Run(ctx context.Context, src Source, dst Target, opts Options) (*Report, er
 	}
 	rep.Finished = time.Now().UTC()
 	return rep, nil
+}
+
+// ErrBadTolerance marks a negative tolerance in the config.
+var ErrBadTolerance = errors.New("invalid validation tolerance")
+
+func checkTolerances(t Tolerances) error {
+	var bad []string
+	if t.Float < 0 {
+		bad = append(bad, "validation.floatingPointTolerance")
+	}
+	if t.TimestampMs < 0 {
+		bad = append(bad, "validation.timestampMsTolerance")
+	}
+	if t.WritetimeMs < 0 {
+		bad = append(bad, "validation.writetimeToleranceMillis")
+	}
+	if t.TTLMs < 0 {
+		bad = append(bad, "validation.ttlToleranceMillis")
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%w: %s must not be negative", ErrBadTolerance, strings.Join(bad, ", "))
+	}
+	return nil
 }
 
 // filterTables keeps the named tables ("schema.table", or a bare name that

@@ -410,3 +410,12 @@ func TestLookupOnlyTargetSaysExtraRowsWereNotLookedFor(t *testing.T) {
 		t.Errorf("summary:\n%s", b.String())
 	}
 }
+
+func TestNegativeToleranceIsRefused(t *testing.T) {
+	src, dst := pairOf(1)
+	o := opts()
+	o.Tolerances.TimestampMs = -1
+	if _, err := Run(context.Background(), src, dst, o); err == nil || !strings.Contains(err.Error(), "validation.timestampMsTolerance must not be negative") {
+		t.Fatalf("err = %v", err)
+	}
+}
