@@ -66,12 +66,13 @@ type pair struct {
 }
 
 type engine struct {
-	opts    Options
-	src     Source
-	dst     Target
-	limit   *rate.Limiter
-	mode    string
-	capLeft int // failures still to list in the report
+	opts Options
+	src  Source
+	dst  Target
+	// srcLimit and dstLimit cap the rows read per second on each side.
+	srcLimit, dstLimit *rate.Limiter
+	mode               string
+	capLeft            int // failures still to list in the report
 }
 
 // Run validates every table of the source against the target.
@@ -94,7 +95,8 @@ func Run(ctx context.Context, src Source, dst Target, opts Options) (*Report, er
 	if err := checkTolerances(opts.Tolerances); err != nil {
 		return nil, err
 	}
-	e := &engine{opts: opts, src: src, dst: dst, limit: config.Limiter(opts.RowsPerSecond), capLeft: opts.FailuresToFetch}
+	e := &engine{opts: opts, src: src, dst: dst, capLeft: opts.FailuresToFetch,
+		srcLimit: config.Limiter(opts.RowsPerSecond), dstLimit: config.Limiter(opts.RowsPerSecond)}
 	srr, srcRanges := src.(RangeReader)
 	drr, dstRanges := dst.(RangeReader)
 	_, dstLookup := dst.(Lookuper)
@@ -646,8 +648,9 @@ type rowBatch struct {
 	err  error
 }
 
-// stream reads a range on one side into a channel of batches.
-func (e *engine) stream(ctx context.Context, rr RangeReader, t Table, r Range) <-chan rowBatch {
+// stream reads a range on one side into a channel of batches, at most
+// limit rows a second.
+func (e *engine) stream(ctx context.Context, rr RangeReader, t Table, r Range, limit *rate.Limiter) <-chan rowBatch {
 	ch := make(chan rowBatch, 4)
 	go func() {
 		defer close(ch)
@@ -657,7 +660,7 @@ func (e *engine) stream(ctx context.Context, rr RangeReader, t Table, r Range) <
 			if len(buf) < 256 {
 				return nil
 			}
-			if err := config.WaitRows(ctx, e.limit, len(buf)); err != nil {
+			if err := config.WaitRows(ctx, limit, len(buf)); err != nil {
 				return err
 			}
 			select {
@@ -726,8 +729,8 @@ func (e *engine) mergeRange(ctx context.Context, p *pair, r Range, res *rangeRes
 	defer cancel()
 	dr := r
 	dr.Lo, dr.Hi = renameKey(r.Lo, p.dst.Key), renameKey(r.Hi, p.dst.Key)
-	sc := &cursor{ch: e.stream(rctx, e.src.(RangeReader), p.src, r)}
-	dc := &cursor{ch: e.stream(rctx, e.dst.(RangeReader), p.dst, dr)}
+	sc := &cursor{ch: e.stream(rctx, e.src.(RangeReader), p.src, r, e.srcLimit)}
+	dc := &cursor{ch: e.stream(rctx, e.dst.(RangeReader), p.dst, dr, e.dstLimit)}
 	srcWait, dstWait := map[string]*pb.Row{}, map[string]*pb.Row{}
 	var diffs []diff
 	match := func(s, d *pb.Row, key []*pb.Value) {
@@ -867,13 +870,13 @@ func (e *engine) reverseRange(ctx context.Context, p *pair, r Range, res *rangeR
 func (e *engine) scanLookup(ctx context.Context, p *pair, r Range, res *rangeResult, reverse bool) ([]diff, error) {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	from, fromT, toT := e.src.(RangeReader), p.src, p.dst
+	from, fromT, toT, limit := e.src.(RangeReader), p.src, p.dst, e.srcLimit
 	to, _ := e.dst.(Lookuper)
 	if reverse {
-		from, fromT, toT = e.dst.(RangeReader), p.dst, p.src
+		from, fromT, toT, limit = e.dst.(RangeReader), p.dst, p.src, e.dstLimit
 		to = e.src.(Lookuper)
 	}
-	c := &cursor{ch: e.stream(rctx, from, fromT, r)}
+	c := &cursor{ch: e.stream(rctx, from, fromT, r, limit)}
 	var diffs []diff
 	for {
 		var batch []*pb.Row
