@@ -167,6 +167,15 @@ func TestValidateResume(t *testing.T) {
 	p := newPipeline(t)
 	seedValidate(p, 20000)
 	p.snapshotOnce()
+	// Each finished range is logged at debug level.
+	f, err := os.OpenFile(p.cfgPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("log: {level: debug}\n"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
 	args := []string{"validate", "--config", p.cfgPath, "--tables", "items", "--range-rows", "1000", "--parallel", "1"}
 	slow := p.start(append(args, "--rows-per-second", "2000")...)
 	eventually(t, 2*time.Minute, "three ranges checked", func() bool {

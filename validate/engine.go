@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -66,6 +67,9 @@ type pair struct {
 }
 
 type engine struct {
+	logMu   sync.Mutex
+	lastLog time.Time
+
 	opts Options
 	src  Source
 	dst  Target
@@ -381,6 +385,8 @@ func (e *engine) table(ctx context.Context, p *pair) (*TableReport, [][]*pb.Valu
 				todo = append(todo, i)
 			}
 		}
+		var finished atomic.Int64
+		finished.Store(int64(len(ranges) - len(todo)))
 		if len(done) > 0 {
 			e.opts.Log.Info("resuming: ranges finished by an earlier run are not read again", "table", p.src.Name, "pass", ps, "done", len(done), "ranges", len(ranges))
 		}
@@ -409,8 +415,9 @@ func (e *engine) table(ctx context.Context, p *pair) (*TableReport, [][]*pb.Valu
 					fixedMu.Lock()
 					fixed = append(fixed, keys...)
 					fixedMu.Unlock()
-					e.opts.Log.Info("range checked", "table", p.src.Name, "pass", ps, "range", i+1, "of", len(ranges),
+					e.opts.Log.Debug("range checked", "table", p.src.Name, "pass", ps, "range", i+1, "of", len(ranges),
 						"sourceRows", res.SourceRows, "targetRows", res.TargetRows, "differences", res.Missing+res.Extraneous+res.Mismatched)
+					e.progress(p.src.Name, ps, finished.Add(1), len(ranges))
 				}
 			}()
 		}
@@ -455,6 +462,22 @@ func (e *engine) table(ctx context.Context, p *pair) (*TableReport, [][]*pb.Valu
 	}
 	return tr, fixed, nil
 }
+
+// progress logs the ranges done, at most every progressEvery (each range
+// is logged at debug level).
+func (e *engine) progress(table, pass string, done int64, total int) {
+	e.logMu.Lock()
+	due := time.Since(e.lastLog) >= progressEvery || done == int64(total)
+	if due {
+		e.lastLog = time.Now()
+	}
+	e.logMu.Unlock()
+	if due {
+		e.opts.Log.Info("validating", "table", table, "pass", pass, "ranges", fmt.Sprintf("%d/%d", done, total))
+	}
+}
+
+const progressEvery = 10 * time.Second
 
 // plan returns a pass's ranges: stored by an interrupted run, or new.
 func (e *engine) plan(ctx context.Context, p *pair, ps string) ([]Range, error) {
