@@ -43,7 +43,7 @@ var tenth, fifth = 0.1, 0.2
 
 var uuidBytes = []byte{0xa0, 0xee, 0xbc, 0x99, 0x9c, 0x0b, 0x4e, 0xf8, 0xbb, 0x6d, 0x6b, 0xb9, 0xbd, 0x38, 0x0a, 0x11}
 
-func TestEqualAcrossKinds(t *testing.T) {
+func TestValidateEqualAcrossKinds(t *testing.T) {
 	exactTol := Tolerances{}
 	loose := Tolerances{Float: 1e-9, TimestampMs: 1}
 	cases := []struct {
@@ -99,7 +99,7 @@ func TestEqualAcrossKinds(t *testing.T) {
 	}
 }
 
-func TestKeyStringAcrossKinds(t *testing.T) {
+func TestValidateKeyStringAcrossKinds(t *testing.T) {
 	same := [][]*pb.Value{
 		{vInt(5), vDec("5.0"), vUint(5), vF64(5)},
 		{vText("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"), {Kind: &pb.Value_Uuid{Uuid: uuidBytes}}},
@@ -119,7 +119,7 @@ func TestKeyStringAcrossKinds(t *testing.T) {
 	}
 }
 
-func TestMetaEqual(t *testing.T) {
+func TestValidateMetaEqual(t *testing.T) {
 	tol := Tolerances{CompareTimestamps: true, WritetimeMs: 1, TTLMs: 2000}
 	wt, ttl := tol.MetaEqual(&pb.CellMeta{WritetimeUs: 1000, TtlSeconds: 100}, &pb.CellMeta{WritetimeUs: 1900, TtlSeconds: 98})
 	if !wt || !ttl {
@@ -135,7 +135,7 @@ func TestMetaEqual(t *testing.T) {
 	}
 }
 
-func TestCompareKeysOrder(t *testing.T) {
+func TestValidateCompareKeysOrder(t *testing.T) {
 	if compareKeys([]*pb.Value{vInt(2)}, []*pb.Value{vDec("10")}) >= 0 {
 		t.Error("2 < 10 across kinds")
 	}
@@ -144,7 +144,7 @@ func TestCompareKeysOrder(t *testing.T) {
 	}
 }
 
-func TestShortCutsLongValues(t *testing.T) {
+func TestValidateShortCutsLongValues(t *testing.T) {
 	s := short(string(make([]byte, 1000)))
 	if len(s) > 230 {
 		t.Errorf("short left %d bytes", len(s))

@@ -179,7 +179,7 @@ func breakTarget(dst *memSide) {
 
 const wantKinds = "extraneous id=200; mismatched id=20 name(p20|changed); missing id=10"
 
-func TestMergeFindsEachDifference(t *testing.T) {
+func TestValidateMergeFindsEachDifference(t *testing.T) {
 	src, dst := pairOf(100)
 	rep := run(t, src, dst, opts())
 	if !rep.Equal || rep.Mode != "merge" {
@@ -196,7 +196,7 @@ func TestMergeFindsEachDifference(t *testing.T) {
 	}
 }
 
-func TestLookupModeFindsEachDifference(t *testing.T) {
+func TestValidateLookupModeFindsEachDifference(t *testing.T) {
 	src, dst := pairOf(100)
 	src.unordered = true
 	breakTarget(dst)
@@ -212,7 +212,7 @@ func TestLookupModeFindsEachDifference(t *testing.T) {
 
 // The target orders text keys case-insensitively, the source byte-wise: the
 // same key bounds cut different rows on each side, yet nothing differs.
-func TestMergeSurvivesADifferentKeyOrder(t *testing.T) {
+func TestValidateMergeSurvivesADifferentKeyOrder(t *testing.T) {
 	tbl := Table{Name: "public.words", Key: []string{"w"}, Columns: []string{"w", "n"}}
 	src, dst := newMem(tbl), newMem(tbl)
 	dst.cmp = func(a, b []*pb.Value) int {
@@ -237,7 +237,7 @@ func TestMergeSurvivesADifferentKeyOrder(t *testing.T) {
 	}
 }
 
-func TestFailuresToFetchCapsTheListNotTheCounts(t *testing.T) {
+func TestValidateFailuresToFetchCapsTheListNotTheCounts(t *testing.T) {
 	src, dst := pairOf(100)
 	for i := 1; i <= 50; i++ {
 		dst.put(vInt(int64(i)), vText("x"), vF64(float64(i)+0.5))
@@ -250,7 +250,7 @@ func TestFailuresToFetchCapsTheListNotTheCounts(t *testing.T) {
 	}
 }
 
-func TestRenamesAndTolerances(t *testing.T) {
+func TestValidateRenamesAndTolerances(t *testing.T) {
 	src := newMem(Table{Name: "public.people", Key: []string{"id"}, Columns: []string{"id", "name", "score"}})
 	dst := newMem(Table{Name: "crm.persons", Key: []string{"pid"}, Columns: []string{"pid", "full_name", "score", "extra"}})
 	for i := 1; i <= 20; i++ {
@@ -277,7 +277,7 @@ func TestRenamesAndTolerances(t *testing.T) {
 
 // A difference that is gone when read again (a row in flight) is not
 // reported with --live, and is without.
-func TestLiveRechecksBeforeReporting(t *testing.T) {
+func TestValidateLiveRechecksBeforeReporting(t *testing.T) {
 	for _, live := range []bool{false, true} {
 		src, dst := pairOf(30)
 		dst.put(vInt(5), vText("stale"), vF64(5.5))
@@ -329,7 +329,7 @@ func (r *memRepairer) Settle(context.Context) error {
 	return nil
 }
 
-func TestRepairSendsFreshRowsAndDeletes(t *testing.T) {
+func TestValidateRepairSendsFreshRowsAndDeletes(t *testing.T) {
 	src, dst := pairOf(100)
 	breakTarget(dst)
 	rp := &memRepairer{dst: dst}
@@ -357,7 +357,7 @@ func TestRepairSendsFreshRowsAndDeletes(t *testing.T) {
 
 // A repair that does not take (the applier refused the row) leaves the
 // run different.
-func TestRepairThatDoesNotTakeIsReported(t *testing.T) {
+func TestValidateRepairThatDoesNotTakeIsReported(t *testing.T) {
 	src, dst := pairOf(10)
 	dst.del(vInt(3))
 	o := opts()
@@ -368,7 +368,7 @@ func TestRepairThatDoesNotTakeIsReported(t *testing.T) {
 	}
 }
 
-func TestTablesFilterNamesUnknownTables(t *testing.T) {
+func TestValidateTablesFilterNamesUnknownTables(t *testing.T) {
 	src, dst := pairOf(3)
 	o := opts()
 	o.Tables = []string{"nope"}
@@ -392,7 +392,7 @@ func (l lookupOnly) Lookup(ctx context.Context, t Table, keys []*pb.Row) ([]*pb.
 	return l.m.Lookup(ctx, t, keys)
 }
 
-func TestLookupOnlyTargetSaysExtraRowsWereNotLookedFor(t *testing.T) {
+func TestValidateLookupOnlyTargetSaysExtraRowsWereNotLookedFor(t *testing.T) {
 	src, dst := pairOf(20)
 	src.unordered = true
 	breakTarget(dst)
@@ -411,7 +411,7 @@ func TestLookupOnlyTargetSaysExtraRowsWereNotLookedFor(t *testing.T) {
 	}
 }
 
-func TestNegativeToleranceIsRefused(t *testing.T) {
+func TestValidateNegativeToleranceIsRefused(t *testing.T) {
 	src, dst := pairOf(1)
 	o := opts()
 	o.Tolerances.TimestampMs = -1

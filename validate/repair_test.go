@@ -41,7 +41,7 @@ func readEvent(name string, n int64) *pb.Event {
 // A change the producer publishes between the repair's look at the lane and
 // its publish makes the repair read the row again, so the lane never holds
 // an older read after a newer change.
-func TestStreamRepairRereadsAfterAConcurrentChange(t *testing.T) {
+func TestValidateStreamRepairRereadsAfterAConcurrentChange(t *testing.T) {
 	c := embeddedNATS(t)
 	ctx := context.Background()
 	if _, err := c.EnsureSourceStream(ctx, "src", 2); err != nil {
@@ -101,7 +101,7 @@ func TestStreamRepairRereadsAfterAConcurrentChange(t *testing.T) {
 
 // A run killed halfway is resumed with its plan and finished ranges; a
 // finished run is not.
-func TestProgressResumesUnfinishedRuns(t *testing.T) {
+func TestValidateProgressResumesUnfinishedRuns(t *testing.T) {
 	c := embeddedNATS(t)
 	ctx := context.Background()
 	state, err := c.State(ctx)
