@@ -240,9 +240,9 @@ func TestValidateLive(t *testing.T) {
 	}()
 	// Let the stream be busy before validating.
 	eventually(t, time.Minute, "changes streaming", func() bool { return writes.Load() > 200 })
-	code, out, rep := p.validate("--live", "--live-delay", "1s", "--range-rows", "500")
+	code, out, rep := p.validate("--live", "--live-delay", "2s", "--range-rows", "500")
 	// Repair while the changes still stream: repairs are ordered with them.
-	rcode, rout, _ := p.validate("--live", "--live-delay", "1s", "--range-rows", "500", "--repair")
+	rcode, rout, _ := p.validate("--live", "--live-delay", "2s", "--range-rows", "500", "--repair")
 	stop()
 	wg.Wait()
 	if rcode != 0 {

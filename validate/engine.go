@@ -527,18 +527,11 @@ func (e *engine) rangeOf(ctx context.Context, p *pair, ps string, r Range) (*ran
 		return nil, nil, err
 	}
 	if e.opts.Live && len(diffs) > 0 {
-		for attempt := 0; attempt < e.opts.LiveRetries && len(diffs) > 0; attempt++ {
-			select {
-			case <-ctx.Done():
-				return nil, nil, ctx.Err()
-			case <-time.After(e.opts.LiveDelay):
-			}
-			before := len(diffs)
-			if diffs, err = e.recheck(ctx, p, keysOf(diffs)); err != nil {
-				return nil, nil, err
-			}
-			res.Rechecked += int64(before - len(diffs))
+		before := len(diffs)
+		if diffs, err = e.liveRecheck(ctx, p, diffs); err != nil {
+			return nil, nil, err
 		}
+		res.Rechecked += int64(before - len(diffs))
 	}
 	for _, d := range diffs {
 		switch d.kind {
@@ -613,6 +606,58 @@ func (e *engine) confirmUnmatched(ctx context.Context, p *pair, ps string, diffs
 	}
 	sort.Slice(kept, func(i, j int) bool { return compareKeys(kept[i].key, kept[j].key) < 0 })
 	return kept, nil
+}
+
+// liveRecheck reads differences again after LiveDelay until each has been
+// seen LiveRetries times in a row with the source row unchanged over the
+// delay, which gave the pipeline that long to bring the row over; then it
+// is reported. A row whose source changed meanwhile is in flight and starts
+// counting again. A row that keeps changing and differing is reported after
+// 3×LiveRetries reads all the same, so a validation ends.
+func (e *engine) liveRecheck(ctx context.Context, p *pair, diffs []diff) ([]diff, error) {
+	stable := map[string]int{}
+	var confirmed []diff
+	for round := 0; round < 3*e.opts.LiveRetries && len(diffs) > 0; round++ {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(e.opts.LiveDelay):
+		}
+		prev := make(map[string]*pb.Row, len(diffs))
+		for _, d := range diffs {
+			prev[keyString(d.key)] = d.src
+		}
+		again, err := e.recheck(ctx, p, keysOf(diffs))
+		if err != nil {
+			return nil, err
+		}
+		diffs = diffs[:0]
+		for _, d := range again {
+			k := keyString(d.key)
+			if sameRow(prev[k], d.src) {
+				stable[k]++
+			} else {
+				stable[k] = 0
+			}
+			if stable[k] >= e.opts.LiveRetries {
+				confirmed = append(confirmed, d)
+			} else {
+				diffs = append(diffs, d)
+			}
+		}
+	}
+	return append(confirmed, diffs...), nil
+}
+
+// sameRow reports whether two reads of a source row are identical (both
+// absent counts as identical).
+func sameRow(a, b *pb.Row) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	ma, err1 := a.MarshalVT()
+	mb, err2 := b.MarshalVT()
+	return err1 == nil && err2 == nil && string(ma) == string(mb)
 }
 
 func keysOf(diffs []diff) [][]*pb.Value {

@@ -50,8 +50,9 @@ row by key and column (up to validation.failuresToFetch); --report writes the
 same as JSON. Progress is kept per key range in the KV bucket, so a validation
 that was killed continues where it stopped.
 
---live re-reads a difference after --live-delay (up to --live-retries times)
-and reports it only if it persists: rows still in flight are not differences.
+--live re-reads a difference every --live-delay and reports it only once it
+differed on --live-retries reads in a row with its source row unchanged: rows
+still in flight are not differences.
 --repair publishes a fresh source read of each missing or mismatched row, and a
 delete of each extraneous one, into the source's stream, waits until the
 target's applier (ferry apply / migrate, which must run) has applied them, and
@@ -79,8 +80,8 @@ Exit codes: 0 equal, 1 different, 2 error (bad config, unreachable database).`,
 	fl.IntVar(&f.rangeRows, "range-rows", 0, "rows per key range (default: the source's chunkRows)")
 	fl.IntVar(&f.parallel, "parallel", 4, "key ranges compared at once")
 	fl.IntVar(&f.rowsPerSecond, "rows-per-second", 0, "cap rows read per second from each side (0: no cap)")
-	fl.DurationVar(&f.liveDelay, "live-delay", 5*time.Second, "with --live, wait this long before reading a difference again")
-	fl.IntVar(&f.liveRetries, "live-retries", 3, "with --live, how many times a difference is read again")
+	fl.DurationVar(&f.liveDelay, "live-delay", 5*time.Second, "with --live, wait this long between reads of a difference (above the pipeline's lag)")
+	fl.IntVar(&f.liveRetries, "live-retries", 3, "with --live, reads in a row a difference must survive, its source unchanged")
 	fl.DurationVar(&f.interval, "interval", time.Minute, "with --continuous, the pause between runs")
 	fl.BoolVar(&f.fresh, "fresh", false, "start over instead of resuming an unfinished validation")
 	fl.DurationVar(&f.repairTimeout, "repair-timeout", 10*time.Minute, "with --repair, how long to wait for the target to apply the repairs")
