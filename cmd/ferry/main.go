@@ -52,7 +52,7 @@ func main() {
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
 	root.AddCommand(migrateCmd(), produceCmd(), applyCmd(), statusCmd(), versionCmd(),
-		checkCmd(), healthcheckCmd(),
+		checkCmd(), healthcheckCmd(), validateCmd(),
 	)
 
 	if os.Getenv("GOMEMLIMIT") == "" {
