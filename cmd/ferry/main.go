@@ -20,6 +20,7 @@ import (
 
 	// Connectors register themselves.
 	_ "github.com/ferry-dev/ferry/appliers/postgres"
+	_ "github.com/ferry-dev/ferry/producers/mysql"
 	_ "github.com/ferry-dev/ferry/producers/postgres"
 )
 

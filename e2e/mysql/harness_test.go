@@ -1,0 +1,333 @@
+// Package mysql runs ferry end to end from a private MariaDB (binlog on,
+// ROW, FULL images, GTIDs) into a private PostgreSQL, with the ferry binary
+// built once for the package.
+package mysql
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ferry-dev/ferry/e2e/mysqltest"
+	"github.com/ferry-dev/ferry/e2e/pgtest"
+)
+
+var (
+	ferryBin  string
+	srcServer *mysqltest.Server
+	dstServer *pgtest.Server
+	setupErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		dir, err := os.MkdirTemp("", "ferry-e2e-mysql-bin")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		ferryBin = filepath.Join(dir, "ferry")
+		build := exec.Command("go", "build", "-o", ferryBin, "../../cmd/ferry")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building ferry:", err)
+			return 1
+		}
+		ctx := context.Background()
+		srcServer, setupErr = mysqltest.Start(ctx, mysqltest.Options{})
+		if setupErr == nil {
+			defer srcServer.Stop()
+			dstServer, setupErr = pgtest.Start(ctx, pgtest.Options{})
+			if setupErr == nil {
+				defer dstServer.Stop()
+			}
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// pipeline is one test's source and target databases and its ferry config.
+type pipeline struct {
+	t        *testing.T
+	name     string
+	srcDB    string
+	dstDB    string
+	dir      string
+	cfgPath  string
+	natsPort int
+}
+
+var nameRE = regexp.MustCompile(`[^a-z0-9_]`)
+
+func newPipeline(t *testing.T) *pipeline {
+	t.Helper()
+	if setupErr != nil {
+		if mysqltest.InCI() {
+			t.Fatalf("servers are required in CI: %v", setupErr)
+		}
+		t.Skipf("servers unavailable: %v", setupErr)
+	}
+	name := nameRE.ReplaceAllString(strings.ToLower(t.Name()), "_")
+	p := &pipeline{t: t, name: name, srcDB: "s_" + name, dstDB: "d_" + name, dir: t.TempDir(), natsPort: freePort(t)}
+	if err := srcServer.Exec("", "DROP DATABASE IF EXISTS "+p.srcDB+";\nCREATE DATABASE "+p.srcDB); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := dstServer.Exec(ctx, "postgres", "DROP DATABASE IF EXISTS "+p.dstDB+" WITH (FORCE)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := dstServer.CreateDB(ctx, p.dstDB); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// writeConfig writes the config with extra YAML lines for the source.
+func (p *pipeline) writeConfig(sourceExtra string) {
+	p.t.Helper()
+	cfg := fmt.Sprintf(`nats:
+  url: ""
+  listen: 127.0.0.1:%d
+  dataDir: %s
+sources:
+  - name: my
+    type: mysql
+    dsn: %s
+%s
+targets:
+  - name: dst
+    type: postgres
+    dsn: %s
+    from: my
+`, p.natsPort, filepath.Join(p.dir, "nats"), srcServer.DSN(p.srcDB), indent(sourceExtra, "    "), dstServer.DSN(p.dstDB))
+	p.cfgPath = filepath.Join(p.dir, "ferry.yaml")
+	if err := os.WriteFile(p.cfgPath, []byte(cfg), 0o600); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func indent(s, pre string) string {
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		if strings.TrimSpace(l) != "" {
+			out = append(out, pre+strings.TrimSpace(l))
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func (p *pipeline) src(sql string, args ...any) {
+	p.t.Helper()
+	if err := srcServer.Exec(p.srcDB, sql, args...); err != nil {
+		p.t.Fatalf("source: %v\n%s", err, sql)
+	}
+}
+
+func (p *pipeline) dst(sql string, args ...any) {
+	p.t.Helper()
+	if err := dstServer.Exec(context.Background(), p.dstDB, sql, args...); err != nil {
+		p.t.Fatalf("target: %v\n%s", err, sql)
+	}
+}
+
+// srcString runs a one-value query on the source.
+func (p *pipeline) srcString(q string) string {
+	p.t.Helper()
+	c, err := srcServer.Connect(p.srcDB)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Execute("SET SESSION group_concat_max_len = 1073741824"); err != nil {
+		p.t.Fatal(err)
+	}
+	r, err := c.Execute(q)
+	if err != nil {
+		p.t.Fatalf("source: %v\n%s", err, q)
+	}
+	s, _ := r.GetString(0, 0)
+	return s
+}
+
+// dstString runs a one-value query on the target ("" for NULL).
+func (p *pipeline) dstString(q string) string {
+	p.t.Helper()
+	conn, err := dstServer.Connect(context.Background(), p.dstDB)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var s *string
+	if err := conn.QueryRow(context.Background(), q).Scan(&s); err != nil {
+		p.t.Fatalf("target: %v\n%s", err, q)
+	}
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// digest compares a table on both sides through one rendering of its rows,
+// given as the same expression list in MySQL and PostgreSQL syntax.
+func (p *pipeline) assertSame(table, mysqlExpr, pgExpr, orderBy string) {
+	p.t.Helper()
+	s := p.srcString(fmt.Sprintf("SELECT CONCAT(COUNT(*), ':', COALESCE(MD5(GROUP_CONCAT(%s ORDER BY %s SEPARATOR '\\n')), '')) FROM %s", mysqlExpr, orderBy, table))
+	d := p.dstString(fmt.Sprintf("SELECT count(*) || ':' || coalesce(md5(string_agg(%s, E'\\n' ORDER BY %s)), '') FROM %s", pgExpr, orderBy, table))
+	if s != d {
+		p.t.Errorf("%s differs: source %s, target %s", table, s, d)
+	}
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(b)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (p *pipeline) start(args ...string) *proc {
+	p.t.Helper()
+	cmd := exec.Command(ferryBin, args...)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	pr := &proc{cmd: cmd, out: out, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(pr.done) }()
+	p.t.Cleanup(func() {
+		select {
+		case <-pr.done:
+		default:
+			_ = cmd.Process.Kill()
+			<-pr.done
+		}
+		if p.t.Failed() {
+			p.t.Logf("ferry %s output:\n%s", strings.Join(args, " "), out.String())
+		}
+	})
+	return pr
+}
+
+func (p *pipeline) run(timeout time.Duration, args ...string) (int, string) {
+	p.t.Helper()
+	pr := p.start(args...)
+	select {
+	case <-pr.done:
+	case <-time.After(timeout):
+		_ = pr.cmd.Process.Kill()
+		<-pr.done
+		p.t.Fatalf("ferry %s did not finish within %s:\n%s", strings.Join(args, " "), timeout, pr.out.String())
+	}
+	return pr.cmd.ProcessState.ExitCode(), pr.out.String()
+}
+
+func (pr *proc) stop(t *testing.T) {
+	t.Helper()
+	_ = pr.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-pr.done:
+	case <-time.After(60 * time.Second):
+		_ = pr.cmd.Process.Kill()
+		<-pr.done
+		t.Fatalf("ferry did not stop within 60s of SIGTERM:\n%s", pr.out.String())
+	}
+	if code := pr.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("ferry exited %d after SIGTERM, want 0:\n%s", code, pr.out.String())
+	}
+}
+
+func (pr *proc) kill9() {
+	_ = pr.cmd.Process.Signal(syscall.SIGKILL)
+	<-pr.done
+}
+
+func (pr *proc) exited() bool {
+	select {
+	case <-pr.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitCaughtUp runs the cut-over check.
+func (p *pipeline) waitCaughtUp() {
+	p.t.Helper()
+	code, out := p.run(3*time.Minute, "status", "--config", p.cfgPath, "--wait-caught-up", "--timeout", "150s")
+	if code != 0 {
+		p.t.Fatalf("status --wait-caught-up exited %d:\n%s", code, out)
+	}
+}
+
+// status returns the source's status as ferry status --json reports it.
+func (p *pipeline) status() (position string, snapshotDone bool) {
+	p.t.Helper()
+	code, out := p.run(time.Minute, "status", "--config", p.cfgPath, "--json")
+	if code != 0 {
+		p.t.Fatalf("status exited %d:\n%s", code, out)
+	}
+	var st struct {
+		Sources []struct {
+			Name         string `json:"name"`
+			Position     string `json:"position"`
+			SnapshotDone bool   `json:"snapshotDone"`
+		} `json:"sources"`
+	}
+	i := strings.Index(out, "{")
+	if i < 0 || json.Unmarshal([]byte(out[i:]), &st) != nil || len(st.Sources) == 0 {
+		p.t.Fatalf("status --json printed:\n%s", out)
+	}
+	return st.Sources[0].Position, st.Sources[0].SnapshotDone
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// eventually polls cond until it holds or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
