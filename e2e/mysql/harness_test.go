@@ -19,8 +19,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/ferry-dev/ferry/e2e/mysqltest"
 	"github.com/ferry-dev/ferry/e2e/pgtest"
+	"github.com/ferry-dev/ferry/streams"
 )
 
 var (
@@ -253,6 +257,14 @@ func (p *pipeline) run(timeout time.Duration, args ...string) (int, string) {
 
 func (pr *proc) stop(t *testing.T) {
 	t.Helper()
+	if code := pr.stopCode(t); code != 0 {
+		t.Fatalf("ferry exited %d after SIGTERM, want 0:\n%s", code, pr.out.String())
+	}
+}
+
+// stopCode sends SIGTERM and returns the exit code.
+func (pr *proc) stopCode(t *testing.T) int {
+	t.Helper()
 	_ = pr.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-pr.done:
@@ -261,9 +273,7 @@ func (pr *proc) stop(t *testing.T) {
 		<-pr.done
 		t.Fatalf("ferry did not stop within 60s of SIGTERM:\n%s", pr.out.String())
 	}
-	if code := pr.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("ferry exited %d after SIGTERM, want 0:\n%s", code, pr.out.String())
-	}
+	return pr.cmd.ProcessState.ExitCode()
 }
 
 func (pr *proc) kill9() {
@@ -341,4 +351,37 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// deadLetters returns the reasons of every dead letter, read from the
+// running ferry's embedded NATS.
+func (p *pipeline) deadLetters() []string {
+	p.t.Helper()
+	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", p.natsPort))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	ctx := context.Background()
+	s, err := js.Stream(ctx, streams.DLQStream)
+	if err != nil {
+		return nil
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	var out []string
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			continue
+		}
+		out = append(out, m.Header.Get("Ferry-Reason"))
+	}
+	return out
 }

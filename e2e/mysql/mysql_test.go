@@ -150,8 +150,24 @@ UPDATE big SET note = 'changed' WHERE id <= 3`)
 	}
 	p.assertSame("big", bigMy, bigPG, "id")
 	p.assertSame("order_lines", olMy, olPG, "order_id, line_no")
-	// The schema record in KV follows the added column.
-	pr.stop(t)
+	// TINYINT(1) 5 cannot be a boolean: a dead letter naming the column,
+	// never a silent true. BIGINT UNSIGNED's maximum fits numeric(20).
+	p.src("INSERT INTO alltypes (id, b1, biu) VALUES (31, 1, 18446744073709551615), (30, 5, 1)")
+	eventually(t, 30*time.Second, "a dead letter for alltypes.b1", func() bool {
+		for _, r := range p.deadLetters() {
+			if strings.Contains(r, "alltypes") && strings.Contains(r, "column b1") && strings.Contains(r, "id=30") {
+				return true
+			}
+		}
+		return false
+	})
+	eventually(t, 30*time.Second, "BIGINT UNSIGNED max on the target", func() bool {
+		return p.dstString("SELECT coalesce(biu::text, '') FROM alltypes WHERE id = 31 UNION ALL SELECT '' LIMIT 1") == "18446744073709551615"
+	})
+	// Rows in the dead-letter stream make ferry exit 1 when stopped.
+	if code := pr.stopCode(t); code != 1 {
+		t.Errorf("migrate exited %d after SIGTERM with a dead letter, want 1", code)
+	}
 	if !strings.Contains(pr.out.String(), "table layout changed") {
 		t.Errorf("no schema change logged:\n%s", pr.out.String())
 	}
