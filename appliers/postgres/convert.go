@@ -80,4 +80,3 @@ func intFor(cast string, n *big.Int) (string, bool, error) {
 	}
 	return n.String(), true, nil
 }
-
