@@ -385,3 +385,31 @@ func (p *pipeline) deadLetters() []string {
 	}
 	return out
 }
+
+// schemaColumns returns the column names of a table's schema record in KV.
+func (p *pipeline) schemaColumns(table string) []string {
+	p.t.Helper()
+	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", p.natsPort))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	kv, err := js.KeyValue(context.Background(), streams.StateBucket)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	st := &streams.State{KV: kv}
+	var ts streams.TableSchema
+	if _, err := st.GetJSON(context.Background(), streams.SchemaKey("my", table), &ts); err != nil {
+		p.t.Fatal(err)
+	}
+	var out []string
+	for _, c := range ts.Columns {
+		out = append(out, c.Name)
+	}
+	return out
+}

@@ -169,6 +169,21 @@ func TestDefaultGTIDSetAndUnsupportedDDL(t *testing.T) {
 	if got := p.dstString("SELECT string_agg(id::text, ',' ORDER BY id) FROM t"); got != "4,5,6,7" {
 		t.Fatalf("target rows %q after resume, want 4,5,6,7", got)
 	}
+	// ADD COLUMN and DROP COLUMN keep the stream going, and the schema
+	// record in KV follows.
+	p.dst("ALTER TABLE t ADD COLUMN w int")
+	p.src("ALTER TABLE t ADD COLUMN w INT")
+	p.src("INSERT INTO t VALUES (8, 'added', 80)")
+	eventually(t, 30*time.Second, "the added column in KV", func() bool { return strings.Join(p.schemaColumns("t"), ",") == "id,v,w" })
+	p.src("ALTER TABLE t DROP COLUMN w")
+	p.src("INSERT INTO t VALUES (9, 'dropped')")
+	p.waitCaughtUp()
+	if got := p.dstString("SELECT string_agg(id || ':' || coalesce(w::text, '-'), ',' ORDER BY id) FROM t WHERE id >= 8"); got != "8:80,9:-" {
+		t.Fatalf("after ADD/DROP COLUMN the target holds %q, want 8:80,9:-", got)
+	}
+	if got := strings.Join(p.schemaColumns("t"), ","); got != "id,v" {
+		t.Fatalf("schema record after DROP COLUMN: %s", got)
+	}
 	want := p.srcString("SELECT @@gtid_binlog_pos")
 
 	// An unsupported change stops the stream, naming the statement, at the
@@ -184,5 +199,28 @@ func TestDefaultGTIDSetAndUnsupportedDDL(t *testing.T) {
 	}
 	if got, _ := p.status(); got != want {
 		t.Fatalf("saved position %q, want %q (the transaction before the schema change)", got, want)
+	}
+}
+
+// Zero dates stop the run naming table.column and row by default, and
+// become NULL under zeroDates: null; TIME beyond a day travels as an
+// interval.
+func TestZeroDatesAndDurations(t *testing.T) {
+	p := newPipeline(t)
+	p.src("CREATE TABLE z (id INT PRIMARY KEY, d DATE, dt DATETIME, tm TIME)")
+	p.dst("CREATE TABLE z (id int PRIMARY KEY, d date, dt timestamp, tm interval)")
+	p.src("SET SESSION sql_mode = '';\nINSERT INTO z VALUES (1, '0000-00-00', '0000-00-00 00:00:00', '-838:59:59'), (2, '2024-01-01', '2024-01-01 10:00:00', '100:00:00')")
+	p.writeConfig("mode: snapshot")
+	code, out := p.run(2*time.Minute, "migrate", "--config", p.cfgPath)
+	if code == 0 || !strings.Contains(out, "z.d holds a zero date") || !strings.Contains(out, "row id=1") {
+		t.Fatalf("migrate exited %d; want a failure naming z.d and row id=1:\n%s", code, out)
+	}
+	p.writeConfig("mode: snapshot\nzeroDates: \"null\"")
+	if code, out := p.run(2*time.Minute, "migrate", "--config", p.cfgPath); code != 0 {
+		t.Fatalf("migrate with zeroDates: null exited %d:\n%s", code, out)
+	}
+	got := p.dstString("SELECT string_agg(concat_ws('|', id, coalesce(d::text, 'NULL'), coalesce(dt::text, 'NULL'), tm), ',' ORDER BY id) FROM z")
+	if want := "1|NULL|NULL|-838:59:59,2|2024-01-01|2024-01-01 10:00:00|100:00:00"; got != want {
+		t.Fatalf("target rows %q, want %q", got, want)
 	}
 }

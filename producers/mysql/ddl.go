@@ -52,7 +52,7 @@ func (c *cdc) ddl(schema, q string) error {
 // primary key, and column defaults.
 func layoutChangeSupported(spec string) bool {
 	for _, clause := range splitTop(spec) {
-		f := strings.Fields(strings.ToUpper(clause))
+		f := strings.Fields(strings.ReplaceAll(strings.ToUpper(clause), "=", " "))
 		if len(f) == 0 {
 			continue
 		}
