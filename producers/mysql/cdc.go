@@ -203,6 +203,12 @@ func (c *cdc) handle(ev *replication.BinlogEvent) error {
 		c.file = string(e.NextLogName)
 		return nil
 	case *replication.GTIDEvent:
+		if !c.p.useGTID {
+			// gtid_mode OFF: every transaction has the same anonymous
+			// GTID, so the binlog place identifies it instead.
+			c.begin(h, "")
+			return nil
+		}
 		next, err := e.GTIDNext()
 		if err != nil {
 			return fmt.Errorf("source %s: reading a GTID event: %w", c.p.cfg.Name, err)
