@@ -59,11 +59,11 @@ func intFor(cast string, n *big.Int) (string, bool, error) {
 				return "t", true, nil
 			}
 		}
-		return "", false, fmt.Errorf("value %s does not fit a boolean column (only 0 and 1 do)", n)
+		return "", false, fmt.Errorf("value %s does not fit a boolean column, which takes 0 and 1 (SQLSTATE 22P02)", n)
 	case "smallint", "integer", "bigint":
 		r := intRanges[cast]
 		if n.Cmp(r[0]) < 0 || n.Cmp(r[1]) > 0 {
-			return "", false, fmt.Errorf("value %s is out of range for a %s column", n, cast)
+			return "", false, fmt.Errorf("value %s is out of range for type %s (SQLSTATE 22003)", n, cast)
 		}
 	case "real", "double precision":
 		// Only integers the float type holds exactly: 2^24 and 2^53.
@@ -72,7 +72,7 @@ func intFor(cast string, n *big.Int) (string, bool, error) {
 			limit = 1 << 24
 		}
 		if n.CmpAbs(big.NewInt(limit)) > 0 {
-			return "", false, fmt.Errorf("value %s cannot be held exactly by a %s column", n, cast)
+			return "", false, fmt.Errorf("value %s cannot be held exactly by type %s (SQLSTATE 22003)", n, cast)
 		}
 	case "text", "character varying", "character", "numeric":
 	default:
