@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/ferry-dev/ferry/config"
 	"github.com/ferry-dev/ferry/internal/metrics"
+	"github.com/ferry-dev/ferry/producers"
 	"github.com/ferry-dev/ferry/streams"
 	"github.com/ferry-dev/ferry/streams/pb"
 )
@@ -49,11 +49,7 @@ type cdc struct {
 	ackedSet bool
 	saved    position
 	events   int64
-
-	// replaying: events before the first one JetStream stores anew are
-	// repeats of what a previous run published; they go one at a time.
-	replaying bool
-	epoch     string
+	pub      *producers.Replayer
 }
 
 func (p *producer) stream(ctx context.Context, start position) error {
@@ -74,7 +70,7 @@ func (p *producer) stream(ctx context.Context, start position) error {
 	}
 	syncer := replication.NewBinlogSyncer(cfg)
 	defer syncer.Close()
-	c := &cdc{p: p, ctx: ctx, file: start.File, acked: start, saved: start, replaying: true}
+	c := &cdc{p: p, ctx: ctx, file: start.File, acked: start, saved: start}
 	var streamer *replication.BinlogStreamer
 	var err error
 	if start.UseGTID {
@@ -90,6 +86,7 @@ func (p *producer) stream(ctx context.Context, start position) error {
 	}
 	p.log.Info("streaming changes", "from", start.text(), "flavor", p.flavor)
 	c.ck = streams.NewCheckpointer(context.WithoutCancel(ctx), 16384)
+	c.pub = producers.NewReplayer(p.env.Conn, c.ck)
 	runErr := c.loop(ctx, streamer)
 	ckErr := c.ck.Close()
 	if err := c.save(context.WithoutCancel(ctx)); err != nil && runErr == nil {
@@ -410,30 +407,9 @@ func (c *cdc) publish(ev *pb.Event) error {
 	lane := streams.Lane(ev.Key, c.p.cfg.Partitions)
 	subject := streams.EventSubject(c.p.cfg.Name, ev.Table, lane)
 	id := fmt.Sprintf("%s:%s:%d", c.p.cfg.Name, txID, ev.TxIndex)
-	if c.replaying {
-		// After a restart the stream may hold events past the saved
-		// position; their ids make JetStream drop the repeats. If one is
-		// missing while later ones are there, dedup would leave them out
-		// of order, so: repeat one at a time while JetStream says
-		// "duplicate"; from the first event it stores anew, every id of
-		// this run gets a fresh suffix and all that follows is stored
-		// again, in order.
-		ack, err := c.p.env.Conn.PublishSync(c.ctx, subject, id, data)
-		if err != nil {
-			return fmt.Errorf("source %s: %w", c.p.cfg.Name, err)
-		}
-		if !ack.Duplicate {
-			c.replaying = false
-			c.epoch = strconv.FormatInt(time.Now().UnixNano(), 36)
-		}
-		c.events++
-		return nil
-	}
-	f, err := c.p.env.Conn.PublishAsync(subject, id+":"+c.epoch, data)
-	if err != nil {
+	if err := c.pub.Publish(c.ctx, subject, id, data); err != nil {
 		return fmt.Errorf("source %s: %w", c.p.cfg.Name, err)
 	}
-	c.ck.Add(f)
 	c.events++
 	return nil
 }

@@ -3,7 +3,6 @@ package mysql
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -18,17 +17,12 @@ import (
 
 	"github.com/ferry-dev/ferry/config"
 	"github.com/ferry-dev/ferry/internal/metrics"
+	"github.com/ferry-dev/ferry/producers"
 	"github.com/ferry-dev/ferry/streams"
 	"github.com/ferry-dev/ferry/streams/pb"
 )
 
 type plan = streams.ChunkPlan
-
-// workItem is one chunk to read, as queued on the work stream.
-type workItem struct {
-	Table string `json:"table"`
-	Chunk int    `json:"chunk"`
-}
 
 // snapshot reads every table in primary-key chunks, queued on the source's
 // work-queue stream; a chunk is recorded done in KV only after JetStream
@@ -97,7 +91,10 @@ func (p *producer) snapshot(ctx context.Context, snap *streams.SnapshotState, fi
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := p.snapshotWorker(wctx, c, ws, cons, plans, &rows); err != nil {
+			read := func(ctx context.Context, table string, pl *plan, chunk int, work jetstream.Msg) (int64, error) {
+				return p.readChunk(ctx, c, p.tables[table], pl, chunk, work)
+			}
+			if err := producers.ChunkWorker(wctx, p.env, p.cfg.Name, ws, cons, plans, read, &rows); err != nil {
 				errOnce.Do(func() { firstErr = err; cancel() })
 			}
 		}()
@@ -180,38 +177,7 @@ func (p *producer) openSnapshots(ctx context.Context, conns []*client.Conn, snap
 
 // ensurePlan makes (or reloads) a table's chunk plan and queues its chunks.
 func (p *producer) ensurePlan(ctx context.Context, t *table) (*plan, error) {
-	key := streams.PlanKey(p.cfg.Name, t.Name)
-	var pl plan
-	found, err := p.env.State.GetJSON(ctx, key, &pl)
-	if err != nil {
-		return nil, err
-	}
-	if found && pl.Enqueued {
-		return &pl, nil
-	}
-	if !found {
-		bounds, err := p.chunkBounds(t)
-		if err != nil {
-			return nil, err
-		}
-		pl = plan{Bounds: bounds, EstRows: t.EstRows}
-		if err := p.env.State.PutJSON(ctx, key, pl); err != nil {
-			return nil, err
-		}
-	}
-	for i := range pl.Chunks() {
-		data, _ := json.Marshal(workItem{Table: t.Name, Chunk: i})
-		id := fmt.Sprintf("%s:chunk:%s:%d", p.cfg.Name, t.Name, i)
-		if _, err := p.env.Conn.JS.Publish(ctx, streams.WorkSubject(p.cfg.Name, t.Name), data, jetstream.WithMsgID(id)); err != nil {
-			return nil, fmt.Errorf("source %s: queueing chunk %d of %s: %w", p.cfg.Name, i, t.Name, err)
-		}
-	}
-	pl.Enqueued = true
-	if err := p.env.State.PutJSON(ctx, key, pl); err != nil {
-		return nil, err
-	}
-	p.log.Info("planned snapshot", "table", t.Name, "chunks", pl.Chunks(), "estRows", pl.EstRows)
-	return &pl, nil
+	return producers.QueueChunks(ctx, p.env, p.cfg.Name, t.Name, t.EstRows, func() ([][]string, error) { return p.chunkBounds(t) })
 }
 
 func (t *table) keyList() string {
@@ -304,72 +270,6 @@ func decodeBound(s string) any {
 	return b
 }
 
-func (p *producer) snapshotWorker(ctx context.Context, conn *client.Conn, ws jetstream.Stream, cons jetstream.Consumer, plans map[string]*plan, rows *atomic.Int64) error {
-	for ctx.Err() == nil {
-		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(500*time.Millisecond))
-		if err != nil {
-			return fmt.Errorf("source %s: fetching snapshot work: %w", p.cfg.Name, err)
-		}
-		var msg jetstream.Msg
-		for m := range batch.Messages() {
-			msg = m
-		}
-		if msg == nil {
-			info, err := ws.Info(ctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return fmt.Errorf("source %s: reading snapshot work queue: %w", p.cfg.Name, err)
-			}
-			if info.State.Msgs == 0 {
-				return nil
-			}
-			continue
-		}
-		var w workItem
-		if err := json.Unmarshal(msg.Data(), &w); err != nil {
-			return fmt.Errorf("source %s: bad snapshot work item %q: %w", p.cfg.Name, msg.Data(), err)
-		}
-		t, pl := p.tables[w.Table], plans[w.Table]
-		if t == nil || pl == nil || w.Chunk >= pl.Chunks() {
-			p.log.Warn("dropping snapshot work item for a table not in this run", "table", w.Table, "chunk", w.Chunk)
-			_ = msg.Ack()
-			continue
-		}
-		hctx := context.WithoutCancel(ctx)
-		var done streams.ChunkDone
-		found, err := p.env.State.GetJSON(hctx, streams.ChunkKey(p.cfg.Name, w.Table, w.Chunk), &done)
-		if err != nil {
-			return err
-		}
-		if !found {
-			n, err := p.readChunk(hctx, conn, t, pl, w.Chunk, msg)
-			if err != nil {
-				_ = msg.Nak()
-				return err
-			}
-			rows.Add(n)
-			if err := p.env.State.PutJSON(hctx, streams.ChunkKey(p.cfg.Name, w.Table, w.Chunk), streams.ChunkDone{Rows: n}); err != nil {
-				return err
-			}
-			metrics.SnapshotChunksDone.WithLabelValues(p.cfg.Name, w.Table).Inc()
-			metrics.SnapshotRows.WithLabelValues(p.cfg.Name, w.Table).Add(float64(n))
-			metrics.EventsPublished.WithLabelValues(p.cfg.Name, w.Table).Add(float64(n))
-		}
-		if err := msg.DoubleAck(hctx); err != nil {
-			p.log.Warn("acknowledging snapshot work item", "err", err)
-		}
-	}
-	return nil
-}
-
-type laneBuf struct {
-	events []*pb.Event
-	size   int
-	part   int
-}
-
 // readChunk reads one chunk in the reader's snapshot transaction, over the
 // binary protocol (FLOAT and DOUBLE arrive as their exact bits), publishes
 // its rows grouped by lane and waits until JetStream acknowledged them.
@@ -400,30 +300,10 @@ func (p *producer) readChunk(ctx context.Context, conn *client.Conn, t *table, p
 	if md, err := work.Metadata(); err == nil {
 		attempt = md.NumDelivered
 	}
-	lanes := make([]laneBuf, p.cfg.Partitions)
-	var futs []jetstream.PubAckFuture
+	batch := producers.NewLaneBatcher(p.env.Conn, p.cfg.Name, t.Name, p.cfg.Partitions, p.maxPayload,
+		fmt.Sprintf("%s:snap:%s:%d:%d", p.cfg.Name, t.Name, chunk, attempt))
 	var n int64
 	lastProgress := time.Now()
-	flush := func(lane int) error {
-		lb := &lanes[lane]
-		if len(lb.events) == 0 {
-			return nil
-		}
-		data, err := streams.Encode(lb.events...)
-		if err != nil {
-			return err
-		}
-		id := fmt.Sprintf("%s:snap:%s:%d:%d:%d:%d", p.cfg.Name, t.Name, chunk, attempt, lane, lb.part)
-		f, err := p.env.Conn.PublishAsync(streams.EventSubject(p.cfg.Name, t.Name, lane), id, data)
-		if err != nil {
-			return err
-		}
-		futs = append(futs, f)
-		lb.events, lb.size = lb.events[:0:0], 0
-		lb.part++
-		return nil
-	}
-	limit := min(p.maxPayload/2, 512<<10)
 	raw := make([]any, len(t.Columns))
 	all := make([]int, len(t.Columns))
 	for i := range all {
@@ -449,23 +329,12 @@ func (p *producer) readChunk(ctx context.Context, conn *client.Conn, t *table, p
 			return fmt.Errorf("source %s: row %s (%s) is %d bytes encoded, above the NATS server's max_payload of %d; raise max_payload (nats.maxPayload for the embedded server)",
 				p.cfg.Name, t.Name, keyString(ev.Key), size, p.maxPayload)
 		}
-		lane := streams.Lane(ev.Key, p.cfg.Partitions)
-		lb := &lanes[lane]
-		if lb.size+size > limit {
-			if err := flush(lane); err != nil {
-				return err
-			}
+		if err := batch.Add(ev, size); err != nil {
+			return err
 		}
-		lb.events = append(lb.events, ev)
-		lb.size += size
 		n++
 		if n%256 == 0 {
 			if err := config.WaitRows(ctx, p.limit, 256); err != nil {
-				return err
-			}
-		}
-		if len(lb.events) >= 2000 {
-			if err := flush(lane); err != nil {
 				return err
 			}
 		}
@@ -482,12 +351,7 @@ func (p *producer) readChunk(ctx context.Context, conn *client.Conn, t *table, p
 		}
 		return 0, err
 	}
-	for lane := range lanes {
-		if err := flush(lane); err != nil {
-			return 0, err
-		}
-	}
-	if err := streams.WaitAcks(ctx, futs); err != nil {
+	if _, err := batch.Finish(ctx); err != nil {
 		return 0, fmt.Errorf("source %s: chunk %d of %s: %w", p.cfg.Name, chunk, t.Name, err)
 	}
 	return n, nil

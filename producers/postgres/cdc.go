@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/ferry-dev/ferry/config"
 	"github.com/ferry-dev/ferry/internal/metrics"
 	"github.com/ferry-dev/ferry/internal/pgcodec"
+	"github.com/ferry-dev/ferry/producers"
 	"github.com/ferry-dev/ferry/streams"
 	"github.com/ferry-dev/ferry/streams/pb"
 )
@@ -58,11 +58,8 @@ type cdc struct {
 	saved     pglogrepl.LSN // newest position saved in KV and confirmed
 	events    int64
 	ctx       context.Context
-	// replaying: events before the first one JetStream stores anew are
-	// repeats of what a previous run published; they go one at a time.
-	replaying bool
-	// epoch, once set, suffixes every message id of this run (see publish).
-	epoch string
+	// pub publishes one at a time while a previous run's events repeat.
+	pub *producers.Replayer
 }
 
 func (p *producer) stream(ctx context.Context, conn *pgconn.PgConn, start pglogrepl.LSN) error {
@@ -73,9 +70,10 @@ func (p *producer) stream(ctx context.Context, conn *pgconn.PgConn, start pglogr
 		return fmt.Errorf("source %s: starting replication from slot %s at %s: %w", p.cfg.Name, p.cfg.Slot, start, err)
 	}
 	p.log.Info("streaming changes", "slot", p.cfg.Slot, "from", start.String())
-	c := &cdc{p: p, conn: conn, relations: map[uint32]*relation{}, saved: start, ctx: ctx, replaying: true}
+	c := &cdc{p: p, conn: conn, relations: map[uint32]*relation{}, saved: start, ctx: ctx}
 	c.acked.Store(uint64(start))
 	c.ck = streams.NewCheckpointer(context.WithoutCancel(ctx), 16384)
+	c.pub = producers.NewReplayer(p.env.Conn, c.ck)
 	runErr := c.loop(ctx)
 	// Stopping: wait for what was published, then save and confirm it.
 	ckErr := c.ck.Close()
@@ -526,31 +524,9 @@ func (c *cdc) publish(ev *pb.Event) error {
 	lane := streams.Lane(ev.Key, c.p.cfg.Partitions)
 	subject := streams.EventSubject(c.p.cfg.Name, ev.Table, lane)
 	id := fmt.Sprintf("%s:%016X:%d", c.p.cfg.Name, uint64(c.tx.commit), ev.TxIndex)
-	if c.replaying {
-		// After a restart the stream may hold events past the saved
-		// position; their ids make JetStream drop the repeats. But if an
-		// earlier one is missing while later ones are there (a publish
-		// that failed while later ones went through, or ids older than the
-		// duplicate window), dedup would leave them out of order for good.
-		// So: repeat one at a time while JetStream says "duplicate"; from
-		// the first event it stores anew, every id of this run gets a
-		// fresh suffix, so all that follows is stored again, in order.
-		ack, err := c.p.env.Conn.PublishSync(c.ctx, subject, id, data)
-		if err != nil {
-			return fmt.Errorf("source %s: %w", c.p.cfg.Name, err)
-		}
-		if !ack.Duplicate {
-			c.replaying = false
-			c.epoch = strconv.FormatInt(time.Now().UnixNano(), 36)
-		}
-		c.events++
-		return nil
-	}
-	f, err := c.p.env.Conn.PublishAsync(subject, id+":"+c.epoch, data)
-	if err != nil {
+	if err := c.pub.Publish(c.ctx, subject, id, data); err != nil {
 		return fmt.Errorf("source %s: %w", c.p.cfg.Name, err)
 	}
-	c.ck.Add(f)
 	c.events++
 	return nil
 }
