@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -248,4 +249,80 @@ func (r *Replayer) Publish(ctx context.Context, subject, id string, data []byte)
 	}
 	r.ck.Add(f)
 	return nil
+}
+
+// PlanChunks ensures the source's work-queue stream and every table's chunk
+// plan (plan makes and queues one, see QueueChunks), and sets the snapshot
+// progress metrics.
+func PlanChunks(ctx context.Context, env Env, source string, tables []string, plan func(table string) (*streams.ChunkPlan, error)) (jetstream.Stream, map[string]*streams.ChunkPlan, error) {
+	ws, err := env.Conn.EnsureWorkStream(ctx, source)
+	if err != nil {
+		return nil, nil, err
+	}
+	plans := map[string]*streams.ChunkPlan{}
+	for _, name := range tables {
+		pl, err := plan(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		plans[name] = pl
+		done, err := env.State.Keys(ctx, streams.ChunkPrefix(source, name))
+		if err != nil {
+			return nil, nil, err
+		}
+		metrics.SnapshotChunksTotal.WithLabelValues(source, name).Set(float64(pl.Chunks()))
+		metrics.SnapshotChunksDone.WithLabelValues(source, name).Set(float64(len(done)))
+		metrics.SnapshotRowsEstimate.WithLabelValues(source, name).Set(float64(pl.EstRows))
+	}
+	return ws, plans, nil
+}
+
+// RunChunks reads every queued chunk, one ChunkWorker per reader, and
+// reports done=false when ctx ended first. Once the queue drained it
+// confirms against KV that every chunk of every plan is recorded.
+func RunChunks(ctx context.Context, env Env, source string, ws jetstream.Stream, plans map[string]*streams.ChunkPlan, readers []ChunkReader) (bool, error) {
+	cons, err := ws.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       "readers",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       15 * time.Second, // a dead reader's chunk is handed out again after this
+		MaxAckPending: len(readers) * 4,
+	})
+	if err != nil {
+		return false, fmt.Errorf("source %s: creating snapshot work consumer: %w", source, err)
+	}
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+		rows     atomic.Int64
+	)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, read := range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := ChunkWorker(wctx, env, source, ws, cons, plans, read, &rows); err != nil {
+				errOnce.Do(func() { firstErr = err; cancel() })
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return false, firstErr
+	}
+	if ctx.Err() != nil {
+		return false, nil
+	}
+	for name, pl := range plans {
+		keys, err := env.State.Keys(ctx, streams.ChunkPrefix(source, name))
+		if err != nil {
+			return false, err
+		}
+		if len(keys) < pl.Chunks() {
+			return false, fmt.Errorf("source %s: snapshot of %s has %d of %d chunks recorded after the work queue drained", source, name, len(keys), pl.Chunks())
+		}
+	}
+	env.Log.Info("snapshot rows published", "source", source, "rows", rows.Load())
+	return true, nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/ferry-dev/ferry/e2e/mysqltest"
 	"github.com/ferry-dev/ferry/e2e/pgtest"
 	"github.com/ferry-dev/ferry/streams"
+	"github.com/ferry-dev/ferry/streams/pb"
 )
 
 var (
@@ -357,15 +358,8 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 // running ferry's embedded NATS.
 func (p *pipeline) deadLetters() []string {
 	p.t.Helper()
-	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", p.natsPort))
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		p.t.Fatal(err)
-	}
+	js, closeNC := p.jetStream()
+	defer closeNC()
 	ctx := context.Background()
 	s, err := js.Stream(ctx, streams.DLQStream)
 	if err != nil {
@@ -389,15 +383,8 @@ func (p *pipeline) deadLetters() []string {
 // schemaColumns returns the column names of a table's schema record in KV.
 func (p *pipeline) schemaColumns(table string) []string {
 	p.t.Helper()
-	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", p.natsPort))
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		p.t.Fatal(err)
-	}
+	js, closeNC := p.jetStream()
+	defer closeNC()
 	kv, err := js.KeyValue(context.Background(), streams.StateBucket)
 	if err != nil {
 		p.t.Fatal(err)
@@ -412,4 +399,73 @@ func (p *pipeline) schemaColumns(table string) []string {
 		out = append(out, c.Name)
 	}
 	return out
+}
+
+// jetStream connects to the running ferry's embedded NATS.
+func (p *pipeline) jetStream() (jetstream.JetStream, func()) {
+	p.t.Helper()
+	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", p.natsPort))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		p.t.Fatal(err)
+	}
+	return js, nc.Close
+}
+
+// repeatedChanges reads the source's whole stream and returns the change
+// positions (transaction and index) stored more than once: a transaction
+// published twice would be applied twice.
+func (p *pipeline) repeatedChanges() []string {
+	p.t.Helper()
+	js, closeNC := p.jetStream()
+	defer closeNC()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := js.Stream(ctx, streams.StreamName("my"))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	seen := map[string]int{}
+	var repeated []string
+	for n := uint64(0); n < info.State.Msgs; {
+		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			n++
+			b, err := streams.Decode(m.Data())
+			if err != nil {
+				p.t.Fatal(err)
+			}
+			for _, ev := range b.Events {
+				if ev.Op == pb.Op_OP_READ {
+					continue
+				}
+				seen[ev.PositionText]++
+				if seen[ev.PositionText] == 2 {
+					repeated = append(repeated, ev.PositionText)
+				}
+			}
+		}
+		if err := batch.Error(); err != nil && ctx.Err() != nil {
+			p.t.Fatal(err)
+		}
+	}
+	if len(seen) == 0 {
+		p.t.Fatal("no change events in the stream")
+	}
+	return repeated
 }

@@ -255,55 +255,48 @@ func textValue(c *column, raw any, fromBinlog bool) (*pb.Value, error) {
 	return &pb.Value{Kind: &pb.Value_Text{Text: string(b)}}, nil
 }
 
-func convertDate(s string, zeroNull bool) (*pb.Value, error) {
-	y, m, d, err := parseYMD(s)
-	if err != nil {
-		return nil, err
-	}
-	if y == 0 || m == 0 || d == 0 {
-		if zeroNull {
-			return null(), nil
-		}
-		return nil, errZeroDate
-	}
-	days := time.Date(y, time.Month(m), d, 0, 0, 0, 0, time.UTC).Unix() / 86400
-	return &pb.Value{Kind: &pb.Value_Date{Date: &pb.Date{Days: int32(days)}}}, nil
-}
-
-func parseYMD(s string) (y, m, d int, err error) {
+// midnight reads the date at the start of s ("YYYY-MM-DD…") as Unix
+// seconds at midnight UTC. A zero date is NULL under zeroNull, else
+// errZeroDate.
+func midnight(s string, zeroNull bool) (sec int64, isNull bool, err error) {
 	if len(s) < 10 || s[4] != '-' || s[7] != '-' {
-		return 0, 0, 0, fmt.Errorf("cannot read date %q", s)
+		return 0, false, fmt.Errorf("cannot read date %q", s)
 	}
 	y, e1 := strconv.Atoi(s[0:4])
 	m, e2 := strconv.Atoi(s[5:7])
 	d, e3 := strconv.Atoi(s[8:10])
 	if e := errors.Join(e1, e2, e3); e != nil {
-		return 0, 0, 0, fmt.Errorf("cannot read date %q", s)
-	}
-	return y, m, d, nil
-}
-
-func convertDateTime(s string, zoned, zeroNull bool) (*pb.Value, error) {
-	y, m, d, err := parseYMD(s)
-	if err != nil {
-		return nil, err
+		return 0, false, fmt.Errorf("cannot read date %q", s)
 	}
 	if y == 0 || m == 0 || d == 0 {
 		if zeroNull {
-			return null(), nil
+			return 0, true, nil
 		}
-		return nil, errZeroDate
+		return 0, false, errZeroDate
 	}
-	rest := strings.TrimSpace(s[10:])
+	return time.Date(y, time.Month(m), d, 0, 0, 0, 0, time.UTC).Unix(), false, nil
+}
+
+func convertDate(s string, zeroNull bool) (*pb.Value, error) {
+	sec, isNull, err := midnight(s, zeroNull)
+	if err != nil || isNull {
+		return null(), err
+	}
+	return &pb.Value{Kind: &pb.Value_Date{Date: &pb.Date{Days: int32(sec / 86400)}}}, nil
+}
+
+func convertDateTime(s string, zoned, zeroNull bool) (*pb.Value, error) {
+	sec, isNull, err := midnight(s, zeroNull)
+	if err != nil || isNull {
+		return null(), err
+	}
 	var us int64
-	if rest != "" {
-		us, err = parseClock(rest)
-		if err != nil {
+	if rest := strings.TrimSpace(s[10:]); rest != "" {
+		if us, err = parseClock(rest); err != nil {
 			return nil, fmt.Errorf("cannot read date-time %q", s)
 		}
 	}
-	base := time.Date(y, time.Month(m), d, 0, 0, 0, 0, time.UTC).Unix()
-	return &pb.Value{Kind: &pb.Value_Timestamp{Timestamp: &pb.Timestamp{UnixUs: base*1_000_000 + us, Zoned: zoned}}}, nil
+	return &pb.Value{Kind: &pb.Value_Timestamp{Timestamp: &pb.Timestamp{UnixUs: sec*1_000_000 + us, Zoned: zoned}}}, nil
 }
 
 // parseClock reads "[-]H+:MM:SS[.ffffff]" as microseconds.

@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ferry-dev/ferry/config"
-	"github.com/ferry-dev/ferry/internal/metrics"
 	"github.com/ferry-dev/ferry/internal/pgcodec"
 	"github.com/ferry-dev/ferry/producers"
 	"github.com/ferry-dev/ferry/streams"
@@ -30,75 +29,18 @@ type plan = streams.ChunkPlan
 // finished chunks are recorded in KV only after JetStream acknowledged all
 // their rows. It reports done=false when ctx ended first.
 func (p *producer) snapshot(ctx context.Context, snapName string) (bool, error) {
-	ws, err := p.env.Conn.EnsureWorkStream(ctx, p.cfg.Name)
+	ws, plans, err := producers.PlanChunks(ctx, p.env, p.cfg.Name, p.order, func(table string) (*plan, error) { return p.ensurePlan(ctx, p.tables[table]) })
 	if err != nil {
 		return false, err
 	}
-	plans := map[string]*plan{}
-	for _, name := range p.order {
-		pl, err := p.ensurePlan(ctx, p.tables[name])
-		if err != nil {
-			return false, err
-		}
-		plans[name] = pl
-		done, err := p.env.State.Keys(ctx, streams.ChunkPrefix(p.cfg.Name, name))
-		if err != nil {
-			return false, err
-		}
-		metrics.SnapshotChunksTotal.WithLabelValues(p.cfg.Name, name).Set(float64(pl.Chunks()))
-		metrics.SnapshotChunksDone.WithLabelValues(p.cfg.Name, name).Set(float64(len(done)))
-		metrics.SnapshotRowsEstimate.WithLabelValues(p.cfg.Name, name).Set(float64(pl.EstRows))
-	}
-	cons, err := ws.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       "readers",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       15 * time.Second, // a dead reader's chunk is handed out again after this
-		MaxAckPending: p.cfg.SnapshotWorkers * 4,
-	})
-	if err != nil {
-		return false, fmt.Errorf("source %s: creating snapshot work consumer: %w", p.cfg.Name, err)
-	}
-	var (
-		wg       sync.WaitGroup
-		errOnce  sync.Once
-		firstErr error
-		rows     atomic.Int64
-	)
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	snapGone := &atomic.Bool{}
-	for range p.cfg.SnapshotWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			read := func(ctx context.Context, table string, pl *plan, chunk int, work jetstream.Msg) (int64, error) {
-				return p.readChunk(ctx, p.tables[table], pl, chunk, snapName, snapGone, work)
-			}
-			if err := producers.ChunkWorker(wctx, p.env, p.cfg.Name, ws, cons, plans, read, &rows); err != nil {
-				errOnce.Do(func() { firstErr = err; cancel() })
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return false, firstErr
-	}
-	if ctx.Err() != nil {
-		return false, nil
-	}
-	// Every queued chunk was acknowledged; confirm against KV before
-	// declaring the snapshot done.
-	for name, pl := range plans {
-		keys, err := p.env.State.Keys(ctx, streams.ChunkPrefix(p.cfg.Name, name))
-		if err != nil {
-			return false, err
-		}
-		if len(keys) < pl.Chunks() {
-			return false, fmt.Errorf("source %s: snapshot of %s has %d of %d chunks recorded after the work queue drained", p.cfg.Name, name, len(keys), pl.Chunks())
+	readers := make([]producers.ChunkReader, p.cfg.SnapshotWorkers)
+	for i := range readers {
+		readers[i] = func(ctx context.Context, table string, pl *plan, chunk int, work jetstream.Msg) (int64, error) {
+			return p.readChunk(ctx, p.tables[table], pl, chunk, snapName, snapGone, work)
 		}
 	}
-	p.log.Info("snapshot rows published", "rows", rows.Load())
-	return true, nil
+	return producers.RunChunks(ctx, p.env, p.cfg.Name, ws, plans, readers)
 }
 
 // ensurePlan makes (or reloads) a table's chunk plan and queues its chunks.
