@@ -1,6 +1,7 @@
 package producers
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -222,6 +223,28 @@ type Replayer struct {
 	ck        *streams.Checkpointer
 	replaying bool
 	epoch     string
+	// stored, when set, is the newest change position the stream held at
+	// the start (empty: none); see PublishAt.
+	stored []byte
+}
+
+// ResumeAfter tells the replayer the newest change position the stream
+// holds (empty when it holds none). Events published with PublishAt past
+// it are new: they go asynchronously under their own ids, which a later
+// restart then recognises as repeats, so no event is ever stored twice.
+func (r *Replayer) ResumeAfter(stored []byte) {
+	if stored == nil {
+		stored = []byte{}
+	}
+	r.stored = stored
+}
+
+// PublishAt is Publish for an event whose source position is pos.
+func (r *Replayer) PublishAt(ctx context.Context, subject, id string, pos, data []byte) error {
+	if r.replaying && r.stored != nil && bytes.Compare(pos, r.stored) > 0 {
+		r.replaying = false
+	}
+	return r.Publish(ctx, subject, id, data)
 }
 
 // NewReplayer publishes through conn, registering asynchronous publishes
@@ -243,7 +266,10 @@ func (r *Replayer) Publish(ctx context.Context, subject, id string, data []byte)
 		}
 		return nil
 	}
-	f, err := r.conn.PublishAsync(subject, id+":"+r.epoch, data)
+	if r.epoch != "" {
+		id += ":" + r.epoch
+	}
+	f, err := r.conn.PublishAsync(subject, id, data)
 	if err != nil {
 		return err
 	}

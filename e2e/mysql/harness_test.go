@@ -243,6 +243,28 @@ func (p *pipeline) start(args ...string) *proc {
 	return pr
 }
 
+// migrate starts ferry migrate and waits until its embedded NATS listens,
+// so that a status command run next connects to it rather than hosting the
+// server itself.
+func (p *pipeline) migrate() *proc {
+	p.t.Helper()
+	pr := p.start("migrate", "--config", p.cfgPath)
+	eventually(p.t, time.Minute, "ferry's embedded NATS", func() bool {
+		if pr.exited() {
+			return true
+		}
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p.natsPort), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	if pr.exited() {
+		p.t.Fatalf("migrate exited at start:\n%s", pr.out.String())
+	}
+	return pr
+}
+
 func (p *pipeline) run(timeout time.Duration, args ...string) (int, string) {
 	p.t.Helper()
 	pr := p.start(args...)

@@ -113,7 +113,7 @@ func TestSnapshotThenChanges(t *testing.T) {
 	p := newPipeline(t)
 	seed(p)
 	p.writeConfig("mode: snapshot+cdc\nchunkRows: 25000")
-	pr := p.start("migrate", "--config", p.cfgPath)
+	pr := p.migrate()
 	eventually(t, 3*time.Minute, "the snapshot on the target", func() bool {
 		return p.dstString("SELECT count(*)::text FROM big") == fmt.Sprint(bigRows) || pr.exited()
 	})

@@ -92,14 +92,14 @@ func TestKillDuringSnapshotAndStreaming(t *testing.T) {
 		}
 	}()
 
-	pr := p.start("migrate", "--config", p.cfgPath)
+	pr := p.migrate()
 	eventually(t, 2*time.Minute, "part of the snapshot on the target", func() bool { return p.dstCount("big") >= 20000 || pr.exited() })
 	if got := p.dstCount("big"); got >= bigRows || pr.exited() {
 		t.Fatalf("the snapshot was not in progress when killed (%d rows on the target):\n%s", got, pr.out.String())
 	}
 	pr.kill9()
 
-	pr = p.start("migrate", "--config", p.cfgPath)
+	pr = p.migrate()
 	eventually(t, 3*time.Minute, "the snapshot to finish", func() bool {
 		_, done, _, _ := p.tryStatus()
 		return done || pr.exited()
@@ -111,7 +111,7 @@ func TestKillDuringSnapshotAndStreaming(t *testing.T) {
 	}
 	pr.kill9()
 
-	pr = p.start("migrate", "--config", p.cfgPath)
+	pr = p.migrate()
 	// Let the restarted producer stream for a while before the writes stop.
 	before = p.dstCount("txlog")
 	eventually(t, 2*time.Minute, "changes after the restart", func() bool { return p.dstCount("txlog") > before+50 || pr.exited() })
@@ -155,7 +155,7 @@ func TestDefaultGTIDSetAndUnsupportedDDL(t *testing.T) {
 	p.src("INSERT INTO t VALUES (4, 'after')")
 	p.src("INSERT INTO t VALUES (5, 'after')")
 	p.writeConfig("mode: cdc\ndefaultGTIDSet: \"" + start + "\"")
-	pr := p.start("migrate", "--config", p.cfgPath)
+	pr := p.migrate()
 	p.src("INSERT INTO t VALUES (6, 'live')")
 	eventually(t, time.Minute, "rows 4-6 on the target", func() bool { return p.dstCount("t") >= 3 || pr.exited() })
 	p.waitCaughtUp()
@@ -169,7 +169,7 @@ func TestDefaultGTIDSetAndUnsupportedDDL(t *testing.T) {
 	domain := strings.SplitN(start, "-", 2)[0]
 	p.writeConfig("mode: cdc\ndefaultGTIDSet: \"" + domain + "-1-1\"")
 	p.src("INSERT INTO t VALUES (7, 'resumed')")
-	pr = p.start("migrate", "--config", p.cfgPath)
+	pr = p.migrate()
 	p.waitCaughtUp()
 	if got := p.dstString("SELECT string_agg(id::text, ',' ORDER BY id) FROM t"); got != "4,5,6,7" {
 		t.Fatalf("target rows %q after resume, want 4,5,6,7", got)

@@ -1,6 +1,7 @@
 package mysql
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -12,6 +13,7 @@ import (
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ferry-dev/ferry/config"
@@ -87,6 +89,11 @@ func (p *producer) stream(ctx context.Context, start position) error {
 	p.log.Info("streaming changes", "from", start.text(), "flavor", p.flavor)
 	c.ck = streams.NewCheckpointer(context.WithoutCancel(ctx), 16384)
 	c.pub = producers.NewReplayer(p.env.Conn, c.ck)
+	stored, err := p.lastStoredPosition(ctx)
+	if err != nil {
+		return err
+	}
+	c.pub.ResumeAfter(stored)
 	runErr := c.loop(ctx, streamer)
 	ckErr := c.ck.Close()
 	if err := c.save(context.WithoutCancel(ctx)); err != nil && runErr == nil {
@@ -407,9 +414,38 @@ func (c *cdc) publish(ev *pb.Event) error {
 	lane := streams.Lane(ev.Key, c.p.cfg.Partitions)
 	subject := streams.EventSubject(c.p.cfg.Name, ev.Table, lane)
 	id := fmt.Sprintf("%s:%s:%d", c.p.cfg.Name, txID, ev.TxIndex)
-	if err := c.pub.Publish(c.ctx, subject, id, data); err != nil {
+	if err := c.pub.PublishAt(c.ctx, subject, id, ev.Position, data); err != nil {
 		return fmt.Errorf("source %s: %w", c.p.cfg.Name, err)
 	}
 	c.events++
 	return nil
+}
+
+// lastStoredPosition is the position of the newest change event in the
+// source's stream (nil when it holds none). The binlog is re-read from the
+// saved position after a restart; what is at or before this position is
+// already stored, and what follows is new.
+func (p *producer) lastStoredPosition(ctx context.Context) ([]byte, error) {
+	s, err := p.env.Conn.JS.Stream(ctx, streams.StreamName(p.cfg.Name))
+	if err != nil {
+		return nil, fmt.Errorf("source %s: %w", p.cfg.Name, err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, streams.EventSubjects(p.cfg.Name))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("source %s: reading the stream's last event: %w", p.cfg.Name, err)
+	}
+	b, err := streams.Decode(m.Data)
+	if err != nil {
+		return nil, fmt.Errorf("source %s: the stream's last event: %w", p.cfg.Name, err)
+	}
+	var last []byte
+	for _, ev := range b.Events {
+		if bytes.Compare(ev.Position, last) > 0 {
+			last = ev.Position
+		}
+	}
+	return last, nil
 }
