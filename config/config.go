@@ -137,6 +137,18 @@ type Source struct {
 	// SpillDir holds those files (default: the system temp dir).
 	SpillDir string `yaml:"spillDir"`
 
+	// --- MySQL/MariaDB (type: mysql) ---
+	// DefaultGTIDSet is where the change stream starts when KV holds no
+	// position yet (MySQL "uuid:1-N", MariaDB "domain-server-seq"); ignored
+	// once a position is saved.
+	DefaultGTIDSet string `yaml:"defaultGTIDSet"`
+	// ZeroDates says what a zero date ('0000-00-00') becomes: "error"
+	// (stop, naming table.column and row key) or "null".
+	ZeroDates string `yaml:"zeroDates"`
+	// ServerID is the replica server id the binlog reader announces; it
+	// must differ from every server and replica of the source.
+	ServerID uint32 `yaml:"serverID"`
+
 	// --- DynamoDB (type: dynamodb) ---
 	// DynamoDB holds the DynamoDB source's settings; dsn is not used
 	// (the endpoint, region and credentials are here).
@@ -397,6 +409,14 @@ func (c *Config) setDefaults() {
 		if s.StatusInterval == 0 {
 			s.StatusInterval = Duration(time.Second)
 		}
+		if s.Type == "mysql" || s.Type == "mariadb" {
+			if s.ZeroDates == "" {
+				s.ZeroDates = "error"
+			}
+			if s.ServerID == 0 {
+				s.ServerID = 0xFE77 // 65143: an id unlikely to be taken
+			}
+		}
 		if s.Type == "oracle" {
 			if s.SCNWindow == 0 {
 				s.SCNWindow = 50000
@@ -488,6 +508,13 @@ func (c *Config) check() error {
 		}
 		if s.ReadRowsPerSecond < 0 {
 			errs = append(errs, fmt.Errorf("%s.readRowsPerSecond: must not be negative", at))
+		}
+		if s.Type == "mysql" || s.Type == "mariadb" {
+			if s.ZeroDates != "error" && s.ZeroDates != "null" {
+				errs = append(errs, fmt.Errorf("%s.zeroDates: %q is not one of error, null", at, s.ZeroDates))
+			}
+		} else if s.DefaultGTIDSet != "" || s.ZeroDates != "" || s.ServerID != 0 {
+			errs = append(errs, fmt.Errorf("%s: defaultGTIDSet, zeroDates and serverID apply to type mysql only", at))
 		}
 		if s.Type == "oracle" {
 			if s.BackfillFromSCN != 0 && s.SCN == 0 {

@@ -341,6 +341,11 @@ func lookup(r *pb.Row, name string) (*pb.Value, bool) {
 }
 
 func encode(c column, v *pb.Value) (pgtype.Text, error) {
+	if text, ok, err := convertFor(c.cast, v); err != nil {
+		return pgtype.Text{}, rejectf("column %s: %v", c.name, err)
+	} else if ok {
+		return pgtype.Text{String: text, Valid: true}, nil
+	}
 	text, null, err := pgcodec.EncodeFor(&pgcodec.Type{Name: c.cast, Delim: c.delim}, v)
 	if err != nil {
 		return pgtype.Text{}, rejectf("column %s: %v", c.name, err)

@@ -22,6 +22,7 @@ import (
 	_ "github.com/ferry-dev/ferry/appliers/dynamodb"
 	_ "github.com/ferry-dev/ferry/appliers/postgres"
 	_ "github.com/ferry-dev/ferry/producers/dynamodb"
+	_ "github.com/ferry-dev/ferry/producers/mysql"
 	_ "github.com/ferry-dev/ferry/producers/oracle"
 	_ "github.com/ferry-dev/ferry/producers/postgres"
 )

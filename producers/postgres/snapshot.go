@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -15,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ferry-dev/ferry/config"
-	"github.com/ferry-dev/ferry/internal/metrics"
 	"github.com/ferry-dev/ferry/internal/pgcodec"
 	"github.com/ferry-dev/ferry/producers"
 	"github.com/ferry-dev/ferry/streams"
@@ -25,122 +23,29 @@ import (
 // plan is a table's chunk plan, as kept in KV.
 type plan = streams.ChunkPlan
 
-// workItem is one chunk to read, as queued on the work stream.
-type workItem struct {
-	Table string `json:"table"`
-	Chunk int    `json:"chunk"`
-}
-
 // snapshot reads every table in chunks and publishes the rows. Chunks are
 // queued on the source's work-queue stream, so any producer process of this
 // source can take them and a chunk whose reader died is handed out again;
 // finished chunks are recorded in KV only after JetStream acknowledged all
 // their rows. It reports done=false when ctx ended first.
 func (p *producer) snapshot(ctx context.Context, snapName string) (bool, error) {
-	ws, err := p.env.Conn.EnsureWorkStream(ctx, p.cfg.Name)
+	ws, plans, err := producers.PlanChunks(ctx, p.env, p.cfg.Name, p.order, func(table string) (*plan, error) { return p.ensurePlan(ctx, p.tables[table]) })
 	if err != nil {
 		return false, err
 	}
-	plans := map[string]*plan{}
-	for _, name := range p.order {
-		pl, err := p.ensurePlan(ctx, p.tables[name])
-		if err != nil {
-			return false, err
-		}
-		plans[name] = pl
-		done, err := p.env.State.Keys(ctx, streams.ChunkPrefix(p.cfg.Name, name))
-		if err != nil {
-			return false, err
-		}
-		metrics.SnapshotChunksTotal.WithLabelValues(p.cfg.Name, name).Set(float64(pl.Chunks()))
-		metrics.SnapshotChunksDone.WithLabelValues(p.cfg.Name, name).Set(float64(len(done)))
-		metrics.SnapshotRowsEstimate.WithLabelValues(p.cfg.Name, name).Set(float64(pl.EstRows))
-	}
-	cons, err := ws.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       "readers",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       15 * time.Second, // a dead reader's chunk is handed out again after this
-		MaxAckPending: p.cfg.SnapshotWorkers * 4,
-	})
-	if err != nil {
-		return false, fmt.Errorf("source %s: creating snapshot work consumer: %w", p.cfg.Name, err)
-	}
-	var (
-		wg       sync.WaitGroup
-		errOnce  sync.Once
-		firstErr error
-		rows     atomic.Int64
-	)
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	snapGone := &atomic.Bool{}
-	for range p.cfg.SnapshotWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := p.snapshotWorker(wctx, ws, cons, plans, snapName, snapGone, &rows); err != nil {
-				errOnce.Do(func() { firstErr = err; cancel() })
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return false, firstErr
-	}
-	if ctx.Err() != nil {
-		return false, nil
-	}
-	// Every queued chunk was acknowledged; confirm against KV before
-	// declaring the snapshot done.
-	for name, pl := range plans {
-		keys, err := p.env.State.Keys(ctx, streams.ChunkPrefix(p.cfg.Name, name))
-		if err != nil {
-			return false, err
-		}
-		if len(keys) < pl.Chunks() {
-			return false, fmt.Errorf("source %s: snapshot of %s has %d of %d chunks recorded after the work queue drained", p.cfg.Name, name, len(keys), pl.Chunks())
+	readers := make([]producers.ChunkReader, p.cfg.SnapshotWorkers)
+	for i := range readers {
+		readers[i] = func(ctx context.Context, table string, pl *plan, chunk int, work jetstream.Msg) (int64, error) {
+			return p.readChunk(ctx, p.tables[table], pl, chunk, snapName, snapGone, work)
 		}
 	}
-	p.log.Info("snapshot rows published", "rows", rows.Load())
-	return true, nil
+	return producers.RunChunks(ctx, p.env, p.cfg.Name, ws, plans, readers)
 }
 
 // ensurePlan makes (or reloads) a table's chunk plan and queues its chunks.
-// The plan is saved before queueing, so a crash in between re-queues the
-// same chunks; their message ids make JetStream drop the repeats.
 func (p *producer) ensurePlan(ctx context.Context, t *table) (*plan, error) {
-	key := streams.PlanKey(p.cfg.Name, t.Name)
-	var pl plan
-	found, err := p.env.State.GetJSON(ctx, key, &pl)
-	if err != nil {
-		return nil, err
-	}
-	if found && pl.Enqueued {
-		return &pl, nil
-	}
-	if !found {
-		bounds, err := p.chunkBounds(ctx, t)
-		if err != nil {
-			return nil, err
-		}
-		pl = plan{Bounds: bounds, EstRows: t.EstRows}
-		if err := p.env.State.PutJSON(ctx, key, pl); err != nil {
-			return nil, err
-		}
-	}
-	for i := range pl.Chunks() {
-		data, _ := json.Marshal(workItem{Table: t.Name, Chunk: i})
-		id := fmt.Sprintf("%s:chunk:%s:%d", p.cfg.Name, t.Name, i)
-		if _, err := p.env.Conn.JS.Publish(ctx, streams.WorkSubject(p.cfg.Name, t.Name), data, jetstream.WithMsgID(id)); err != nil {
-			return nil, fmt.Errorf("source %s: queueing chunk %d of %s: %w", p.cfg.Name, i, t.Name, err)
-		}
-	}
-	pl.Enqueued = true
-	if err := p.env.State.PutJSON(ctx, key, pl); err != nil {
-		return nil, err
-	}
-	p.log.Info("planned snapshot", "table", t.Name, "chunks", pl.Chunks(), "estRows", pl.EstRows)
-	return &pl, nil
+	return producers.QueueChunks(ctx, p.env, p.cfg.Name, t.Name, t.EstRows, func() ([][]string, error) { return p.chunkBounds(ctx, t) })
 }
 
 // chunkBounds walks the primary-key index, taking every ChunkRows-th key as
@@ -198,69 +103,6 @@ func (p *producer) keyParams(t *table, first int) string {
 		parts[i] = fmt.Sprintf("$%d::text::%s", first+i, t.Columns[k].Type.Name)
 	}
 	return strings.Join(parts, ", ")
-}
-
-func (p *producer) snapshotWorker(ctx context.Context, ws jetstream.Stream, cons jetstream.Consumer, plans map[string]*plan, snapName string, snapGone *atomic.Bool, rows *atomic.Int64) error {
-	for ctx.Err() == nil {
-		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(500*time.Millisecond))
-		if err != nil {
-			return fmt.Errorf("source %s: fetching snapshot work: %w", p.cfg.Name, err)
-		}
-		var msg jetstream.Msg
-		for m := range batch.Messages() {
-			msg = m
-		}
-		if msg == nil {
-			info, err := ws.Info(ctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return fmt.Errorf("source %s: reading snapshot work queue: %w", p.cfg.Name, err)
-			}
-			if info.State.Msgs == 0 {
-				return nil // every chunk is done (acknowledged items leave the queue)
-			}
-			continue
-		}
-		var w workItem
-		if err := json.Unmarshal(msg.Data(), &w); err != nil {
-			return fmt.Errorf("source %s: bad snapshot work item %q: %w", p.cfg.Name, msg.Data(), err)
-		}
-		t, pl := p.tables[w.Table], plans[w.Table]
-		if t == nil || pl == nil || w.Chunk >= pl.Chunks() {
-			// A chunk of a table no longer configured: not ours to read.
-			p.log.Warn("dropping snapshot work item for a table not in this run", "table", w.Table, "chunk", w.Chunk)
-			_ = msg.Ack()
-			continue
-		}
-		// A chunk in hand is finished even if asked to stop: it is short,
-		// and stopping halfway would only mean reading it again.
-		hctx := context.WithoutCancel(ctx)
-		var done streams.ChunkDone
-		found, err := p.env.State.GetJSON(hctx, streams.ChunkKey(p.cfg.Name, w.Table, w.Chunk), &done)
-		if err != nil {
-			return err
-		}
-		if !found {
-			n, err := p.readChunk(hctx, t, pl, w.Chunk, snapName, snapGone, msg)
-			if err != nil {
-				_ = msg.Nak()
-				return err
-			}
-			rows.Add(n)
-			if err := p.env.State.PutJSON(hctx, streams.ChunkKey(p.cfg.Name, w.Table, w.Chunk), streams.ChunkDone{Rows: n}); err != nil {
-				return err
-			}
-			metrics.SnapshotChunksDone.WithLabelValues(p.cfg.Name, w.Table).Inc()
-			metrics.SnapshotRows.WithLabelValues(p.cfg.Name, w.Table).Add(float64(n))
-			metrics.EventsPublished.WithLabelValues(p.cfg.Name, w.Table).Add(float64(n))
-		}
-		if err := msg.DoubleAck(hctx); err != nil {
-			p.log.Warn("acknowledging snapshot work item", "err", err)
-		}
-	}
-	return nil
 }
 
 // readChunk reads one chunk in a repeatable-read transaction (importing the
@@ -328,30 +170,10 @@ func (p *producer) readChunk(ctx context.Context, t *table, pl *plan, chunk int,
 	if md, err := work.Metadata(); err == nil {
 		attempt = md.NumDelivered
 	}
-	lanes := make([]laneBuf, p.cfg.Partitions)
-	var futs []jetstream.PubAckFuture
+	batch := producers.NewLaneBatcher(p.env.Conn, p.cfg.Name, t.Name, p.cfg.Partitions, p.maxPayload,
+		fmt.Sprintf("%s:snap:%s:%d:%d", p.cfg.Name, t.Name, chunk, attempt))
 	var n int64
 	lastProgress := time.Now()
-	flush := func(lane int) error {
-		lb := &lanes[lane]
-		if len(lb.events) == 0 {
-			return nil
-		}
-		data, err := streams.Encode(lb.events...)
-		if err != nil {
-			return err
-		}
-		id := fmt.Sprintf("%s:snap:%s:%d:%d:%d:%d", p.cfg.Name, t.Name, chunk, attempt, lane, lb.part)
-		f, err := p.env.Conn.PublishAsync(streams.EventSubject(p.cfg.Name, t.Name, lane), id, data)
-		if err != nil {
-			return err
-		}
-		futs = append(futs, f)
-		lb.events, lb.size = lb.events[:0:0], 0
-		lb.part++
-		return nil
-	}
-	limit := min(p.maxPayload/2, 512<<10)
 	for rows.Next() {
 		ev, err := p.rowEvent(t, pb.Op_OP_READ, rows.RawValues())
 		if err != nil {
@@ -362,23 +184,12 @@ func (p *producer) readChunk(ctx context.Context, t *table, pl *plan, chunk int,
 			return 0, fmt.Errorf("source %s: row %s (%s) is %d bytes encoded, above the NATS server's max_payload of %d; raise max_payload (nats.maxPayload for the embedded server)",
 				p.cfg.Name, t.Name, keyString(ev.Key), size, p.maxPayload)
 		}
-		lane := streams.Lane(ev.Key, p.cfg.Partitions)
-		lb := &lanes[lane]
-		if lb.size+size > limit {
-			if err := flush(lane); err != nil {
-				return 0, err
-			}
+		if err := batch.Add(ev, size); err != nil {
+			return 0, err
 		}
-		lb.events = append(lb.events, ev)
-		lb.size += size
 		n++
 		if n%256 == 0 {
 			if err := config.WaitRows(ctx, p.limit, 256); err != nil {
-				return 0, err
-			}
-		}
-		if len(lb.events) >= 2000 {
-			if err := flush(lane); err != nil {
 				return 0, err
 			}
 		}
@@ -390,23 +201,13 @@ func (p *producer) readChunk(ctx context.Context, t *table, pl *plan, chunk int,
 	if err := rows.Err(); err != nil {
 		return 0, fmt.Errorf("source %s: reading chunk %d of %s: %w", p.cfg.Name, chunk, t.Name, err)
 	}
-	for lane := range lanes {
-		if err := flush(lane); err != nil {
-			return 0, err
-		}
-	}
 	t1 := time.Now()
-	if err := streams.WaitAcks(ctx, futs); err != nil {
+	msgs, err := batch.Finish(ctx)
+	if err != nil {
 		return 0, fmt.Errorf("source %s: chunk %d of %s: %w", p.cfg.Name, chunk, t.Name, err)
 	}
-	p.log.Debug("chunk published", "table", t.Name, "chunk", chunk, "rows", n, "messages", len(futs), "read", t1.Sub(t0), "acks", time.Since(t1))
+	p.log.Debug("chunk published", "table", t.Name, "chunk", chunk, "rows", n, "messages", msgs, "read", t1.Sub(t0), "acks", time.Since(t1))
 	return n, nil
-}
-
-type laneBuf struct {
-	events []*pb.Event
-	size   int
-	part   int
 }
 
 // rowEvent builds an event from a row in text form (nil = NULL), columns in
