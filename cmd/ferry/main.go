@@ -20,6 +20,8 @@ import (
 
 	// Connectors register themselves.
 	_ "github.com/ferry-dev/ferry/appliers/postgres"
+	_ "github.com/ferry-dev/ferry/appliers/scylla"
+	_ "github.com/ferry-dev/ferry/producers/cassandra"
 	_ "github.com/ferry-dev/ferry/producers/postgres"
 )
 
