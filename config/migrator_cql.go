@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 
@@ -380,6 +381,17 @@ func convertMigratorCQL(doc *MigratorDoc, c *Config) error {
 	}
 	if len(doc.SkipSegments) > 0 {
 		inert("skipSegments", "it applies to DynamoDB sources")
+	}
+	// A migrator document has no nats section: the embedded server's
+	// address and data directory may come from the environment.
+	if v := os.Getenv("FERRY_NATS_URL"); v != "" {
+		c.NATS.URL = v
+	}
+	if v := os.Getenv("FERRY_NATS_LISTEN"); v != "" {
+		c.NATS.Listen = v
+	}
+	if v := os.Getenv("FERRY_NATS_DATADIR"); v != "" {
+		c.NATS.DataDir = v
 	}
 	c.Sources = append(c.Sources, s)
 	c.Targets = append(c.Targets, t)
