@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/gocql/gocql"
 
@@ -65,7 +66,7 @@ func (t *Target) applyGroup(ctx context.Context, g *group) ([]appliers.Rejected,
 		return nil
 	}
 	for _, it := range g.items {
-		stmts, err := t.rowStmts(g.table, it.Event)
+		stmts, err := t.rowStmts(g.table, it.Event, time.Now().UnixMicro())
 		if err != nil {
 			rejected = append(rejected, appliers.Rejected{Item: it, Reason: fmt.Sprintf("%s.%s: %v", g.table.keyspace, g.table.name, err)})
 			continue
@@ -123,7 +124,7 @@ func (t *Target) applyCounters(ctx context.Context, g *group) ([]appliers.Reject
 	for _, it := range g.items {
 		ev := it.Event
 		if ev.Op == pb.Op_OP_DELETE {
-			stmts, err := t.rowStmts(g.table, ev)
+			stmts, err := t.rowStmts(g.table, ev, time.Now().UnixMicro())
 			if err == nil {
 				err = t.exec(ctx, "deleting from "+g.table.name, func() error {
 					return t.sess.Query(stmts[0].q, stmts[0].args...).WithContext(ctx).Consistency(t.cons).Exec()

@@ -197,7 +197,7 @@ type stmt struct {
 // rowStmts renders the writes of one non-counter event. Cells are written
 // in groups of equal writetime and TTL, one INSERT per group, since one
 // statement has one USING TIMESTAMP/TTL.
-func (t *Target) rowStmts(tt *targetTable, ev *pb.Event) ([]stmt, error) {
+func (t *Target) rowStmts(tt *targetTable, ev *pb.Event, now int64) ([]stmt, error) {
 	key := ev.GetKey()
 	if ev.Op == pb.Op_OP_DELETE {
 		var where []string
@@ -281,6 +281,15 @@ func (t *Target) rowStmts(tt *targetTable, ev *pb.Event) ([]stmt, error) {
 		var ttl int32
 		if hasMeta {
 			wt, ttl = after.Meta[i].WritetimeUs, after.Meta[i].TtlSeconds
+			if ttl > 0 && ev.CommitTimeUs > 0 {
+				// The TTL is what was left when the row was read: take off
+				// the time since, so that the cell expires when it would
+				// have in the source, also when a batch is applied again.
+				ttl -= int32((now - ev.CommitTimeUs) / 1e6)
+				if ttl <= 0 {
+					continue // expired meanwhile, as in the source
+				}
+			}
 		}
 		ph, a, err := tt.bind(c, v)
 		if err != nil {

@@ -39,10 +39,6 @@ type Target struct {
 	tables map[string]*targetTable
 }
 
-// appliedTable holds each lane's applied stream sequence, in the target
-// keyspace.
-const appliedTable = "ferry_applied"
-
 func open(ctx context.Context, cfg config.Target, log *slog.Logger) (appliers.Target, error) {
 	cc, err := cqlcodec.Cluster(cqlcodec.ClusterOptions{
 		DSN: cfg.DSN, Protocol: cfg.CQLProtocolVersion, Consistency: cfg.CQLConsistency,
@@ -64,37 +60,19 @@ func open(ctx context.Context, cfg config.Target, log *slog.Logger) (appliers.Ta
 		sess.Close()
 		return nil, appliers.Permanent(fmt.Errorf("target %s: keyspace %q: %w", cfg.Name, cfg.CQLKeyspace, err))
 	}
-	q := "CREATE TABLE IF NOT EXISTS " + quote(cfg.CQLKeyspace) + "." + appliedTable +
-		" (target text, source text, lane int, seq bigint, PRIMARY KEY ((target, source, lane)))"
-	if err := sess.Query(q).WithContext(ctx).Exec(); err != nil {
-		sess.Close()
-		return nil, fmt.Errorf("target %s: creating %s.%s: %w", cfg.Name, cfg.CQLKeyspace, appliedTable, err)
-	}
 	return t, nil
 }
 
 func quote(id string) string { return `"` + strings.ReplaceAll(id, `"`, `""`) + `"` }
 
-// Applied returns the lane's applied stream sequence.
-func (t *Target) Applied(ctx context.Context, lane appliers.Lane) (uint64, error) {
-	var seq int64
-	err := t.sess.Query("SELECT seq FROM "+quote(t.cfg.CQLKeyspace)+"."+appliedTable+" WHERE target = ? AND source = ? AND lane = ?",
-		t.cfg.Name, lane.Source, lane.Partition).WithContext(ctx).Consistency(t.cons).Scan(&seq)
-	if errors.Is(err, gocql.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("target %s: reading applied sequence of lane %s/%d: %w", t.cfg.Name, lane.Source, lane.Partition, err)
-	}
-	return uint64(seq), nil
-}
-
-func (t *Target) writeApplied(ctx context.Context, lane appliers.Lane, seq uint64) error {
-	return t.exec(ctx, "recording the applied sequence", func() error {
-		return t.sess.Query("INSERT INTO "+quote(t.cfg.CQLKeyspace)+"."+appliedTable+" (target, source, lane, seq) VALUES (?, ?, ?, ?)",
-			t.cfg.Name, lane.Source, lane.Partition, int64(seq)).WithContext(ctx).Consistency(t.cons).Exec()
-	})
-}
+// Applied returns 0: this target keeps no watermark and relies on the
+// durable consumer's acknowledgements alone. Cassandra cannot store a
+// watermark atomically with the rows, and a watermark outliving its stream
+// (a run resumed from a savepoint with a fresh ferry-data, whose new stream
+// numbers from 1 again) would skip rows silently. Nothing needs it: every
+// write here is idempotent (see Apply), so a batch delivered again after a
+// crash is simply applied again, in order.
+func (t *Target) Applied(context.Context, appliers.Lane) (uint64, error) { return 0, nil }
 
 // Ping checks that the cluster answers.
 func (t *Target) Ping(ctx context.Context) error {
@@ -105,12 +83,12 @@ func (t *Target) Ping(ctx context.Context) error {
 func (t *Target) Close() { t.sess.Close() }
 
 // Apply writes items: the events of each partition in order, partitions in
-// parallel; then the lane's applied sequence. Cassandra has no transaction
-// over both, so a crash in between re-applies the batch after the restart;
-// every write is idempotent (the same cells with the same timestamps, and
-// counters set to the source's value rather than incremented blindly), so
-// that converges to the same state.
-func (t *Target) Apply(ctx context.Context, lane appliers.Lane, items []appliers.Item, lastSeq uint64, deadLetter appliers.DeadLetterFunc) ([]appliers.Rejected, error) {
+// parallel. A crash before the runner acknowledged the batch applies it
+// again after the restart, followed by everything after it in stream order.
+// Every write is idempotent (the same cells, with the same timestamps when
+// preserved; deletes; counters brought to the source's value rather than
+// incremented blindly), so that converges to the same state.
+func (t *Target) Apply(ctx context.Context, _ appliers.Lane, items []appliers.Item, _ uint64, deadLetter appliers.DeadLetterFunc) ([]appliers.Rejected, error) {
 	groups, rejected, err := t.group(ctx, items)
 	if err != nil {
 		return nil, err
@@ -147,9 +125,6 @@ func (t *Target) Apply(ctx context.Context, lane appliers.Lane, items []appliers
 		if err := deadLetter(ctx, rejected); err != nil {
 			return nil, fmt.Errorf("target %s: storing %d dead letters: %w", t.cfg.Name, len(rejected), err)
 		}
-	}
-	if err := t.writeApplied(ctx, lane, lastSeq); err != nil {
-		return nil, fmt.Errorf("target %s: %w", t.cfg.Name, err)
 	}
 	return rejected, nil
 }

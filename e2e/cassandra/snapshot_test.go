@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/big"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -102,7 +103,7 @@ func fillAllTypes(p *pipeline, n int) {
 }
 
 // assertStamps compares each stamped cell's writetime (exactly) and TTL
-// (within the time the pipeline took, at most 3 s) between source and
+// (within a second) between source and
 // target, and checks that preserved TTLs exist at all.
 func (p *pipeline) assertStamps(table string, key []string, cols []string, wantTTL bool) {
 	p.t.Helper()
@@ -153,7 +154,7 @@ func (p *pipeline) assertStamps(table string, key []string, cols []string, wantT
 			if st > 0 {
 				ttls++
 			}
-			if (st == 0) != (dt == 0) || dt-st > 3 || st-dt > 1 {
+			if (st == 0) != (dt == 0) || dt-st > 1 || st-dt > 1 {
 				p.t.Fatalf("%s row %s column %s: TTL %d in the source, %d in the target", table, k, c, st, dt)
 			}
 		}
@@ -182,4 +183,20 @@ func TestSnapshotEveryTypeWithTimestamps(t *testing.T) {
 	p.assertSameRows("plain", "id", "v", "w")
 	p.assertStamps("alltypes", []string{"p1", "p2", "c1", "c2"}, stampCols, true)
 	p.assertStamps("plain", []string{"id"}, []string{"v", "w"}, false)
+
+	// Replay the whole stream into the same tables, as a crash before any
+	// acknowledgement would: a second target with its own consumers reads
+	// every event again. Counters must not count twice; nothing changes.
+	cfg := readFile(t, p.cfgPath)
+	cfg = strings.Replace(cfg, "targets:\n", fmt.Sprintf("targets:\n  - name: replay\n    type: cassandra\n    dsn: cassandra://%s\n    keyspace: %s\n    consistencyLevel: ONE\n    from: cql\n", server.Hosts(), p.dst), 1)
+	if err := os.WriteFile(p.cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out = p.migrate()
+	if !strings.Contains(out, "target=replay events=461") {
+		t.Fatalf("the replay target did not apply all 461 events again:\n%s", tail(out))
+	}
+	p.assertSameRows("counts", "k", "b", "n", "m")
+	p.assertSameRows("alltypes", allTypesCols...)
+	p.assertStamps("alltypes", []string{"p1", "p2", "c1", "c2"}, stampCols, true)
 }

@@ -7,7 +7,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/gocql/gocql"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ferry-dev/ferry/config"
@@ -263,6 +265,9 @@ func (p *producer) rowEvent(t *table, vals []*pb.Value) (*pb.Event, error) {
 	return &pb.Event{
 		Source: p.cfg.Name, Table: t.Name, Op: pb.Op_OP_READ, Key: key, After: after,
 		PartitionKeyCount: uint32(t.nPart),
+		// When the row was read: TTLs are what was left then, and a
+		// writer subtracts the time since.
+		CommitTimeUs: time.Now().UnixMicro(),
 	}, nil
 }
 
@@ -290,7 +295,9 @@ func nullTuple(v, writetime *pb.Value) bool {
 // element has its own, and CQL's writetime() refuses it. Such a column
 // takes the writetime and TTL of the row's regular cell with the newest
 // writetime (ties: the longer TTL); in a row with no such cell it keeps
-// none, so the target writes it at its own current time without a TTL.
+// none, so the target writes it at its own current time without a TTL. A
+// non-frozen list keeps only that TTL and is written at the target's
+// current time, so that writing it twice replaces it instead of appending.
 func cellMeta(t *table, vals, after []*pb.Value) []*pb.CellMeta {
 	meta := make([]*pb.CellMeta, len(t.cols))
 	var newest *pb.CellMeta
@@ -312,6 +319,13 @@ func cellMeta(t *table, vals, after []*pb.Value) []*pb.CellMeta {
 		for i := range t.cols {
 			if t.inherit[i] && !cqlcodec.IsNull(after[i]) {
 				meta[i] = &pb.CellMeta{WritetimeUs: newest.WritetimeUs, TtlSeconds: newest.TtlSeconds}
+				if t.types[i].Type() == gocql.TypeList {
+					// A list written again at the same timestamp would
+					// append its elements a second time (their cells are
+					// keyed by time, and the write's own tombstone is one
+					// microsecond older): lists take the target's clock.
+					meta[i].WritetimeUs = 0
+				}
 			}
 		}
 	}
