@@ -49,7 +49,7 @@ func TestRowStmts(t *testing.T) {
 		Key: &pb.Row{Names: []string{"id", "c"}, Values: []*pb.Value{iv(1), iv(2)}},
 		After: &pb.Row{Names: []string{"id", "c", "note", "n", "s", "tup"},
 			Values: []*pb.Value{iv(1), iv(2), tv("x"), iv(5), {}, {Kind: &pb.Value_Tuple{Tuple: &pb.Elements{Values: []*pb.Value{iv(1), {}}}}}},
-			Meta: []*pb.CellMeta{{}, {}, {WritetimeUs: 100, TtlSeconds: 60}, {WritetimeUs: 200}, {}, {WritetimeUs: 100, TtlSeconds: 5}}}}
+			Meta:   []*pb.CellMeta{{}, {}, {WritetimeUs: 100, TtlSeconds: 60}, {WritetimeUs: 200}, {}, {WritetimeUs: 100, TtlSeconds: 5}}}}
 	stmts, err := tg.rowStmts(tt, ev, read+10_000_000) // 10 s after the read
 	if err != nil {
 		t.Fatal(err)
