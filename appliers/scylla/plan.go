@@ -22,16 +22,17 @@ type targetTable struct {
 	counter bool
 }
 
-// targetName maps a source table (as events name it) to the target's
-// keyspace and table: Target.Tables first (a value without a keyspace is in
-// the target keyspace), else the source table's own name in the target
-// keyspace.
+// targetName maps a source table (as events name it, keyspace.table) to
+// the target's keyspace and table: Target.Tables by the full or the bare
+// name first (a value without a keyspace is in the target keyspace), else
+// the source table's own name in the target keyspace.
 func (t *Target) targetName(src string) (string, string) {
-	name := src
+	bare := src[strings.LastIndexByte(src, '.')+1:]
+	name := bare
 	if to, ok := t.cfg.Tables[src]; ok {
 		name = to
-	} else if i := strings.LastIndexByte(src, '.'); i >= 0 {
-		name = src[i+1:]
+	} else if to, ok := t.cfg.Tables[bare]; ok {
+		name = to
 	}
 	if ks, tb, ok := strings.Cut(name, "."); ok {
 		return ks, tb

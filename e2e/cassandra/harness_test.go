@@ -350,7 +350,7 @@ func equalStrings(a, b []string) bool {
 }
 
 // rowCount counts a table's rows.
-func rowCount(t *testing.T, sess *gocql.Session, ks, table string) int {
+func rowCount(t testing.TB, sess *gocql.Session, ks, table string) int {
 	t.Helper()
 	var n int64
 	if err := sess.Query("SELECT count(*) FROM " + ks + "." + table).Scan(&n); err != nil {

@@ -321,6 +321,24 @@ func (s *Server) Exec(keyspace string, stmts ...string) error {
 	return nil
 }
 
+// CPU is the CPU time (user + system) the server process has used so far,
+// from /proc; 0 where that cannot be read.
+func (s *Server) CPU() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces): utime and
+	// stime are the 14th and 15th fields of the line.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
 // Hosts is the contact point ferry configs use.
 func (s *Server) Hosts() string { return fmt.Sprintf("127.0.0.1:%d", s.Port) }
 
