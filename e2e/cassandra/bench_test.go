@@ -3,9 +3,9 @@ package cassandra
 import (
 	"fmt"
 	"io"
-	"net/http"
 	"math"
 	"math/big"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
