@@ -205,6 +205,8 @@ func plainCopy(b *testing.B, src, dst *gocql.Session) {
 					x = row{}
 				}
 				if err := iter.Close(); err != nil {
+					// A range failing midway would need reading again;
+					// the baseline has no resume, so it fails.
 					failed.Store(err)
 					return
 				}
@@ -216,7 +218,16 @@ func plainCopy(b *testing.B, src, dst *gocql.Session) {
 		go func() {
 			defer writers.Done()
 			for x := range rowsCh {
-				if err := dst.Query("INSERT INTO bench (id, name, amount, at, n) VALUES (?, ?, ?, ?, ?)", x.id, x.name, x.amount, x.at, x.n).Exec(); err != nil {
+				// Retried on failure as ferry retries timeouts, so that a
+				// loaded server does not fail the baseline alone.
+				var err error
+				for attempt := range 6 {
+					if err = dst.Query("INSERT INTO bench (id, name, amount, at, n) VALUES (?, ?, ?, ?, ?)", x.id, x.name, x.amount, x.at, x.n).Exec(); err == nil {
+						break
+					}
+					time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
+				}
+				if err != nil {
 					failed.Store(err)
 				}
 			}

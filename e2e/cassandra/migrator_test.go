@@ -191,3 +191,34 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestRejectedRowGoesToDeadLetters: a value the target column cannot hold
+// (a bigint beyond the target's int) is a dead letter naming the row and
+// the column; the other rows are written.
+func TestRejectedRowGoesToDeadLetters(t *testing.T) {
+	p := newPipeline(t)
+	if err := server.Exec(p.src, "CREATE TABLE narrow (id int PRIMARY KEY, v bigint)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.Exec(p.dst, "CREATE TABLE narrow (id int PRIMARY KEY, v int)"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		v := int64(i)
+		if i == 7 {
+			v = 1 << 40
+		}
+		p.srcExec("INSERT INTO narrow (id, v) VALUES (?, ?)", i, v)
+	}
+	p.writeConfig("", "", "")
+	code, out := p.run("", nil, 2*time.Minute, "migrate", "--config", p.cfgPath)
+	if code == 0 {
+		t.Fatalf("ferry migrate succeeded with a rejected row:\n%s", tail(out))
+	}
+	if !strings.Contains(out, "1 rows were rejected") || !strings.Contains(out, "id=7") || !strings.Contains(out, "column v: 1099511627776 is out of range for int") {
+		t.Fatalf("no dead letter naming id=7 and column v:\n%s", tail(out))
+	}
+	if n := rowCount(t, p.dstSess, p.dst, "narrow"); n != 19 {
+		t.Fatalf("%d rows in the target, want the 19 good ones", n)
+	}
+}
