@@ -113,6 +113,35 @@ type Source struct {
 	// changes); 0 means no cap.
 	ReadRowsPerSecond int `yaml:"readRowsPerSecond"`
 
+	// --- Cassandra/ScyllaDB (type: cassandra, scylla) ---
+	// DSN is cassandra://[user[:password]@]host[:port][,host[:port]...]; a
+	// password written ${NAME} is read from the environment variable NAME.
+	// CQLKeyspace holds the tables to read; Tables names tables in it (empty:
+	// every table of the keyspace).
+	CQLKeyspace string `yaml:"keyspace"`
+	// SplitCount is how many token ranges the ring is cut into.
+	SplitCount int `yaml:"splitCount"`
+	// CQLConnections is how many token ranges are read at once.
+	CQLConnections int `yaml:"connections"`
+	// FetchSize is the page size of range scans.
+	FetchSize int `yaml:"fetchSize"`
+	// CQLConsistency is the read consistency level (default LOCAL_QUORUM).
+	CQLConsistency string `yaml:"consistencyLevel"`
+	// CQLWhere is an extra CQL condition of every range scan.
+	CQLWhere string `yaml:"where"`
+	// PreserveTimestamps carries each cell's writetime and TTL.
+	PreserveTimestamps bool `yaml:"preserveTimestamps"`
+	// SkipTokenRanges are token ranges (start, end] not to read (filled in
+	// by savepoint files).
+	SkipTokenRanges []TokenRange `yaml:"skipTokenRanges"`
+	// CQLProtocolVersion pins the native protocol version (0: negotiate).
+	CQLProtocolVersion int `yaml:"protocolVersion"`
+	// CQLLocalDC prefers the coordinators of this datacenter.
+	CQLLocalDC string `yaml:"localDC"`
+	// CQLRun is what savepoint files are made of: the whole config this
+	// source came from (not part of the YAML).
+	CQLRun *CQLRun `yaml:"-"`
+
 	// --- Oracle (type: oracle) ---
 	// PDBDSN connects to the pluggable database whose tables are moved (the
 	// snapshot and catalog reads), when dsn connects to the container root
@@ -220,6 +249,19 @@ type Target struct {
 	// --- DynamoDB / Alternator (type: dynamodb, alternator) ---
 	// DynamoDB holds the DynamoDB/Alternator target's settings; dsn is not
 	// used (the endpoint, region and credentials are here).
+	// --- ScyllaDB/Cassandra (type: scylla, cassandra) ---
+	// DSN as for the CQL source. CQLKeyspace is where tables are written
+	// (a table renamed in Tables to "ks.t" names its own keyspace).
+	CQLKeyspace string `yaml:"keyspace"`
+	// CQLConnections is how many partitions' writes are in flight at once.
+	CQLConnections int `yaml:"connections"`
+	// CQLConsistency is the write consistency level (default LOCAL_QUORUM).
+	CQLConsistency string `yaml:"consistencyLevel"`
+	// CQLProtocolVersion pins the native protocol version (0: negotiate).
+	CQLProtocolVersion int `yaml:"protocolVersion"`
+	// CQLLocalDC prefers the coordinators of this datacenter.
+	CQLLocalDC string `yaml:"localDC"`
+
 	DynamoDB DynamoDBTarget `yaml:"dynamodb"`
 }
 
@@ -278,6 +320,10 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	*d = Duration(v)
 	return nil
 }
+
+// MarshalYAML writes the duration as UnmarshalYAML reads it ("10s"), so a
+// config written back (a savepoint file) loads again.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
 
 // D returns the value as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
@@ -372,6 +418,9 @@ func (c *Config) setDefaults() {
 	}
 	for i := range c.Sources {
 		s := &c.Sources[i]
+		if IsCQL(s.Type) {
+			c.setCQLSourceDefaults(s)
+		}
 		if s.Mode == "" {
 			s.Mode = ModeSnapshotCDC
 		}
@@ -433,6 +482,9 @@ func (c *Config) setDefaults() {
 		t := &c.Targets[i]
 		if t.BatchSize == 0 {
 			t.BatchSize = 500
+		}
+		if IsCQL(t.Type) {
+			setCQLTargetDefaults(t)
 		}
 		if t.Type == "dynamodb" || t.Type == "alternator" {
 			d := &t.DynamoDB
@@ -509,6 +561,9 @@ func (c *Config) check() error {
 		if s.ReadRowsPerSecond < 0 {
 			errs = append(errs, fmt.Errorf("%s.readRowsPerSecond: must not be negative", at))
 		}
+		if IsCQL(s.Type) {
+			errs = append(errs, checkCQLSource(at, s)...)
+		}
 		if s.Type == "mysql" || s.Type == "mariadb" {
 			if s.ZeroDates != "error" && s.ZeroDates != "null" {
 				errs = append(errs, fmt.Errorf("%s.zeroDates: %q is not one of error, null", at, s.ZeroDates))
@@ -558,6 +613,9 @@ func (c *Config) check() error {
 		}
 		if t.WriteRowsPerSecond < 0 {
 			errs = append(errs, fmt.Errorf("%s.writeRowsPerSecond: must not be negative", at))
+		}
+		if IsCQL(t.Type) {
+			errs = append(errs, checkCQLTarget(at, t)...)
 		}
 	}
 	return errors.Join(errs...)

@@ -21,6 +21,8 @@ import (
 	// Connectors register themselves.
 	_ "github.com/ferry-dev/ferry/appliers/dynamodb"
 	_ "github.com/ferry-dev/ferry/appliers/postgres"
+	_ "github.com/ferry-dev/ferry/appliers/scylla"
+	_ "github.com/ferry-dev/ferry/producers/cassandra"
 	_ "github.com/ferry-dev/ferry/producers/dynamodb"
 	_ "github.com/ferry-dev/ferry/producers/mysql"
 	_ "github.com/ferry-dev/ferry/producers/oracle"

@@ -1,0 +1,124 @@
+package cqlcodec
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/gocql/gocql"
+
+	"github.com/ferry-dev/ferry/config"
+)
+
+// ClusterOptions are the connection settings shared by the CQL source and
+// target.
+type ClusterOptions struct {
+	DSN         string
+	Protocol    int
+	Consistency string
+	LocalDC     string
+	// Conns is the number of connections per host.
+	Conns int
+}
+
+var envRef = regexp.MustCompile(`^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$`)
+
+// Password resolves a password written as ${NAME} (as savepoint files write
+// it) from the environment.
+func Password(p string) (string, error) {
+	m := envRef.FindStringSubmatch(p)
+	if m == nil {
+		return p, nil
+	}
+	v, ok := os.LookupEnv(m[1])
+	if !ok {
+		return "", fmt.Errorf("the password is read from environment variable %s, which is not set", m[1])
+	}
+	return v, nil
+}
+
+// Cluster builds a gocql cluster config. Protocol 0 lets the driver
+// negotiate (v3 with Cassandra 2.1, v4 with Cassandra 3+/ScyllaDB).
+func Cluster(o ClusterOptions) (*gocql.ClusterConfig, error) {
+	d, err := config.ParseCQLDSN(o.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("dsn %s %v", config.Redact(o.DSN), err)
+	}
+	c := gocql.NewCluster(d.Hosts...)
+	c.ProtoVersion = o.Protocol
+	c.Timeout = 30 * time.Second
+	c.ConnectTimeout = 10 * time.Second
+	c.WriteTimeout = 30 * time.Second
+	c.NumConns = max(o.Conns, 1)
+	cl, err := gocql.ParseConsistencyWrapper(o.Consistency)
+	if err != nil {
+		return nil, fmt.Errorf("consistency level %q: %w", o.Consistency, err)
+	}
+	c.Consistency = cl
+	if d.User != "" {
+		pw, err := Password(d.Password)
+		if err != nil {
+			return nil, err
+		}
+		c.Authenticator = gocql.PasswordAuthenticator{Username: d.User, Password: pw}
+	}
+	c.PoolConfig.HostSelectionPolicy = hostPolicy(o.LocalDC)
+	// The driver's own retries would hide failures from ferry's backoff.
+	c.RetryPolicy = &gocql.SimpleRetryPolicy{NumRetries: 0}
+	return c, nil
+}
+
+// FrozenTop reports whether a column's type is frozen at its top level, from
+// the schema's validator (2.x: FrozenType(...)) or type text (3.x+:
+// frozen<...>). Tuples are always frozen.
+func FrozenTop(info gocql.TypeInfo, validator string) bool {
+	switch info.Type() {
+	case gocql.TypeList, gocql.TypeSet, gocql.TypeMap, gocql.TypeUDT:
+		// Cassandra 2.x has only frozen user-defined types.
+		return hasPrefixFold(validator, "frozen<") || hasPrefixFold(validator, "org.apache.cassandra.db.marshal.FrozenType(") ||
+			(info.Type() == gocql.TypeUDT && hasPrefixFold(validator, "org.apache.cassandra.db.marshal.UserType("))
+	}
+	return true
+}
+
+func hasPrefixFold(s, p string) bool {
+	return len(s) >= len(p) && strings.EqualFold(s[:len(p)], p)
+}
+
+// Connect opens a session. Cassandra 2.1 leaves system.local without an
+// address the driver can use for the ring lookup (the driver panics on it),
+// so a failed lookup is retried with the contact points alone, as the
+// driver's DisableInitialHostLookup does.
+func Connect(c *gocql.ClusterConfig, localDC string) (*gocql.Session, error) {
+	s, err := tryConnect(c)
+	if err == nil || c.DisableInitialHostLookup {
+		return s, err
+	}
+	c.DisableInitialHostLookup = true
+	c.PoolConfig.HostSelectionPolicy = hostPolicy(localDC) // one per session
+	s, err2 := tryConnect(c)
+	if err2 != nil {
+		return nil, fmt.Errorf("%w; with the contact points alone: %w", err, err2)
+	}
+	return s, nil
+}
+
+func tryConnect(c *gocql.ClusterConfig) (s *gocql.Session, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s, err = nil, fmt.Errorf("the driver failed to read the cluster's hosts: %v", r)
+		}
+	}()
+	return c.CreateSession()
+}
+
+// hostPolicy routes each statement to a replica of its partition.
+func hostPolicy(localDC string) gocql.HostSelectionPolicy {
+	fallback := gocql.RoundRobinHostPolicy()
+	if localDC != "" {
+		fallback = gocql.DCAwareRoundRobinPolicy(localDC)
+	}
+	return gocql.TokenAwareHostPolicy(fallback)
+}
