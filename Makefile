@@ -3,7 +3,7 @@ GO ?= go
 # Extra flags for go test, e.g. make test GOTESTFLAGS='-run Postgres -v'.
 GOTESTFLAGS ?=
 
-.PHONY: build test vet lint demo bench tidy
+.PHONY: build test deps vet lint demo bench tidy
 
 build:
 	$(GO) build -o bin/ferry ./cmd/ferry
@@ -15,7 +15,11 @@ vet:
 # bounds how many private PostgreSQL/NATS servers the e2e tests run at once.
 # The timeout is above the ~20-minute budget so a hang fails with stack traces
 # instead of being killed by CI.
-test: vet
+# Installs the test servers' packages when missing (apt-get; see the script).
+deps:
+	bash deploy/test-deps.sh
+
+test: deps vet
 	$(GO) test -count=1 -timeout 25m $(GOTESTFLAGS) ./...
 
 # gofmt check: lists badly formatted files and fails if there are any.
