@@ -49,6 +49,7 @@ type Runner struct {
 	target Target
 	log    *slog.Logger
 	Stats  Stats
+	state  *streams.State // positions, the compactor's progress, trims
 
 	mu        sync.Mutex
 	consumers []jetstream.Consumer
@@ -69,6 +70,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		return err
 	}
 	if _, err := r.conn.EnsureDLQ(ctx); err != nil {
+		return err
+	}
+	if r.state, err = r.conn.State(ctx); err != nil {
 		return err
 	}
 	cons := make([]jetstream.Consumer, parts)
@@ -138,7 +142,30 @@ func (r *Runner) runLane(ctx context.Context, lane Lane, cons jetstream.Consumer
 	if err != nil || ctx.Err() != nil {
 		return err
 	}
+	if applied == 0 {
+		// A target that holds nothing of this lane starts from the state
+		// stream when the source keeps one (the change stream may have
+		// been trimmed), not from the first event.
+		seeded, err := retry(ctx, log, "seeding the lane", func(ctx context.Context) (uint64, error) {
+			return r.seed(ctx, log, lane)
+		})
+		if err != nil || ctx.Err() != nil {
+			return err
+		}
+		if seeded > 0 {
+			applied = seeded
+			if cons, err = r.conn.ResetLaneConsumer(ctx, lane.Source, r.cfg.Name, lane.Partition, r.cfg.BatchSize, applied+1); err != nil {
+				return err
+			}
+			r.mu.Lock()
+			r.consumers[lane.Partition] = cons
+			r.mu.Unlock()
+		}
+	}
 	if err := r.checkWatermark(ctx, lane, applied); err != nil {
+		return err
+	}
+	if err := r.checkTrim(ctx, lane, applied); err != nil {
 		return err
 	}
 	// Deliveries are numbered by the consumer; a gap means messages the
@@ -211,6 +238,15 @@ func (r *Runner) runLane(ctx context.Context, lane Lane, cons jetstream.Consumer
 func (r *Runner) applyBatch(ctx context.Context, log *slog.Logger, lane Lane, msgs []jetstream.Msg, applied uint64) (uint64, error) {
 	var items []Item
 	last := applied
+	if md, err := msgs[0].Metadata(); err == nil && md.Sequence.Stream > applied+1 {
+		// Other lanes' events lie between, or the retention removed some of
+		// this lane's: the trim record tells.
+		if _, err := retry(ctx, log, "reading the trim record", func(ctx context.Context) (bool, error) {
+			return true, r.checkTrim(ctx, lane, applied)
+		}); err != nil {
+			return applied, err
+		}
+	}
 	for _, m := range msgs {
 		md, err := m.Metadata()
 		if err != nil {

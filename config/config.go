@@ -112,7 +112,30 @@ type Source struct {
 	// ReadRowsPerSecond caps how fast the source is read (snapshot rows and
 	// changes); 0 means no cap.
 	ReadRowsPerSecond int `yaml:"readRowsPerSecond"`
+
+	// --- Replay and retention (every source type) ---
+	// Retention bounds the source's change stream and keeps the state
+	// stream a new target is seeded from (docs/replay.md).
+	Retention Retention `yaml:"retention"`
 }
+
+// Retention says how long the change stream keeps events and whether the
+// state stream (the latest row of every key) is kept beside it.
+type Retention struct {
+	// MaxAge and MaxBytes trim the change stream: events older than MaxAge,
+	// and the oldest events beyond MaxBytes, are removed, but never before
+	// the compactor has folded them into the state stream. 0 = keep.
+	MaxAge   Duration `yaml:"maxAge"`
+	MaxBytes int64    `yaml:"maxBytes"`
+	// Compact keeps the state stream FERRY_STATE_<SOURCE> (default true).
+	Compact *bool `yaml:"compact"`
+	// TombstoneTTL is how long the state stream keeps the marker of a
+	// deleted key (default 1h).
+	TombstoneTTL Duration `yaml:"tombstoneTTL"`
+}
+
+// Compacts reports whether the source keeps a state stream.
+func (r Retention) Compacts() bool { return r.Compact == nil || *r.Compact }
 
 // Target is one database ferry writes.
 type Target struct {
@@ -239,6 +262,8 @@ func section(goType string) string {
 		return "validation"
 	case "Rename":
 		return "targets[].renames[]"
+	case "Retention":
+		return "sources[].retention"
 	}
 	return "the top level"
 }
@@ -281,6 +306,9 @@ func (c *Config) setDefaults() {
 		}
 		if s.StatusInterval == 0 {
 			s.StatusInterval = Duration(time.Second)
+		}
+		if s.Retention.TombstoneTTL == 0 {
+			s.Retention.TombstoneTTL = Duration(time.Hour)
 		}
 	}
 	for i := range c.Targets {
@@ -344,6 +372,13 @@ func (c *Config) check() error {
 		}
 		if s.ReadRowsPerSecond < 0 {
 			errs = append(errs, fmt.Errorf("%s.readRowsPerSecond: must not be negative", at))
+		}
+		if r := s.Retention; r.MaxAge < 0 || r.MaxBytes < 0 || r.TombstoneTTL < Duration(time.Second) {
+			errs = append(errs, fmt.Errorf("%s.retention: maxAge and maxBytes must not be negative, tombstoneTTL must be at least 1s", at))
+		} else if (r.MaxAge > 0 || r.MaxBytes > 0) && !r.Compacts() {
+			// Trimming without a state stream would leave a new target
+			// (or a rebuilt one) nothing complete to start from.
+			errs = append(errs, fmt.Errorf("%s.retention: maxAge/maxBytes need compact: true (the state stream is what keeps every key once old events are trimmed)", at))
 		}
 	}
 	tnames := map[string]bool{}

@@ -49,7 +49,7 @@ func main() {
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
 	root.AddCommand(migrateCmd(), produceCmd(), applyCmd(), statusCmd(), versionCmd(),
-		checkCmd(), healthcheckCmd(),
+		checkCmd(), healthcheckCmd(), eventsCmd(),
 	)
 
 	if os.Getenv("GOMEMLIMIT") == "" {
