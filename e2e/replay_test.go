@@ -125,11 +125,19 @@ func TestReplaySeedFromLogAfterTrim(t *testing.T) {
 	prod := p.start("produce", "--config", p.cfgPath)
 	first := p.start("apply", "--config", p.cfgPath, "--target", "dst")
 	two := p.start("apply", "--config", p.cfgPath, "--target", "second")
+	p.waitSame(p.dstDB, "public.accounts", "public.accounts") // the snapshot is done
 	p.srcExec(`UPDATE accounts SET balance = balance * 2 WHERE id % 3 = 0`)
 	p.srcExec(`DELETE FROM accounts WHERE id > 2900`)
 	p.srcExec(`INSERT INTO accounts VALUES (5000, 'new', 1, NULL)`)
 	p.waitSame(p.dstDB, "public.accounts", "public.accounts")
 	p.waitSame(second, "public.accounts", "public.accounts")
+
+	// The update of row 30 left its document out (unchanged): the state
+	// stream must merge it into the row it holds.
+	code, out := p.run(time.Minute, "events", "--config", p.cfgPath, "--source", "pg", "--key", "id=30")
+	if evs := parseEvents(t, out); code != 0 || len(evs) != 2 || evs[1].Event.Op != "OP_UPDATE" || strings.Join(evs[1].Event.Unchanged, ",") != "doc" {
+		t.Fatalf("events of id=30: exit %d, want a read and an update with doc unchanged: %+v\n%s", code, evs, out)
+	}
 
 	// The second target is down while the source changes, then catches up.
 	two.stop(t)
@@ -174,7 +182,7 @@ func TestReplaySeedFromLogAfterTrim(t *testing.T) {
 	}
 
 	// The second target's lanes lost events to the retention: refused.
-	code, out := p.run(2*time.Minute, "apply", "--config", p.cfgPath, "--target", "second")
+	code, out = p.run(2*time.Minute, "apply", "--config", p.cfgPath, "--target", "second")
 	if code != 1 || !strings.Contains(out, "retention removed event") || !strings.Contains(out, "--from-start") {
 		t.Fatalf("apply of a target behind the retention: exit %d, want 1 naming the retention and --from-start:\n%s", code, out)
 	}
@@ -200,8 +208,9 @@ type eventsLine struct {
 	Lane  int       `json:"lane"`
 	Time  time.Time `json:"time"`
 	Event struct {
-		Table string `json:"table"`
-		Op    string `json:"op"`
+		Table     string   `json:"table"`
+		Op        string   `json:"op"`
+		Unchanged []string `json:"unchanged"`
 		Key   struct {
 			Names  []string         `json:"names"`
 			Values []map[string]any `json:"values"`
