@@ -211,7 +211,7 @@ type eventsLine struct {
 		Table     string   `json:"table"`
 		Op        string   `json:"op"`
 		Unchanged []string `json:"unchanged"`
-		Key   struct {
+		Key       struct {
 			Names  []string         `json:"names"`
 			Values []map[string]any `json:"values"`
 		} `json:"key"`
