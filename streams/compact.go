@@ -2,9 +2,11 @@ package streams
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"time"
 
@@ -19,6 +21,9 @@ import (
 // between two progress records.
 const compactBatch = 1000
 
+// compactBytes bounds the change-stream bytes of one fold.
+const compactBytes = 1 << 20
+
 // trimInterval is how often the retention is enforced.
 const trimInterval = 10 * time.Second
 
@@ -32,12 +37,99 @@ type Compactor struct {
 	ret    config.Retention
 	log    *slog.Logger
 	parts  int
+
+	id       string // this compactor's lease owner name
+	leaseRev uint64
+	leaseTo  time.Time
+}
+
+// leaseTTL is how long a compactor's lease lasts without renewal. Two
+// compactors of one source (two producer processes) must not fold at once:
+// one refolding older events would hold keys at older states than the
+// recorded progress says.
+const leaseTTL = 15 * time.Second
+
+// lease is the KV record of who compacts a source.
+type lease struct {
+	Owner   string `json:"owner"`
+	UntilUs int64  `json:"untilUs"`
+}
+
+// LeaseKey holds the compactor lease of a source.
+func LeaseKey(source string) string { return SourceKey(source, "compactor") }
+
+// acquire waits until this compactor holds the source's lease.
+func (c *Compactor) acquire(ctx context.Context) error {
+	logged := false
+	for {
+		until := time.Now().Add(leaseTTL)
+		val, _ := json.Marshal(lease{Owner: c.id, UntilUs: until.UnixMicro()})
+		e, err := c.state.KV.Get(ctx, LeaseKey(c.source))
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			c.leaseRev, err = c.state.KV.Create(ctx, LeaseKey(c.source), val)
+		case err == nil:
+			var l lease
+			if json.Unmarshal(e.Value(), &l) == nil && l.Owner != c.id && time.Now().Before(time.UnixMicro(l.UntilUs)) {
+				if !logged {
+					c.log.Info("another process compacts this source; standing by", "owner", l.Owner)
+					logged = true
+				}
+				err = errLeaseHeld
+				break
+			}
+			c.leaseRev, err = c.state.KV.Update(ctx, LeaseKey(c.source), val, e.Revision())
+		}
+		if err == nil {
+			c.leaseTo = until
+			return nil
+		}
+		if !errors.Is(err, errLeaseHeld) && !errors.Is(err, jetstream.ErrKeyExists) {
+			c.log.Debug("taking the compactor lease", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// release gives the lease up, so that a restarted producer compacts at
+// once rather than after the lease expired.
+func (c *Compactor) release() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = c.state.KV.Delete(ctx, LeaseKey(c.source), jetstream.LastRevision(c.leaseRev))
+}
+
+var errLeaseHeld = errors.New("lease held by another compactor")
+
+// renew extends the lease when a third of it is gone; it fails when the
+// lease is lost, and then nothing more may be folded.
+func (c *Compactor) renew(ctx context.Context) error {
+	if time.Until(c.leaseTo) > 2*leaseTTL/3 {
+		return nil
+	}
+	if time.Now().After(c.leaseTo) {
+		return errors.New("the compactor lease expired")
+	}
+	until := time.Now().Add(leaseTTL)
+	val, _ := json.Marshal(lease{Owner: c.id, UntilUs: until.UnixMicro()})
+	rev, err := c.state.KV.Update(ctx, LeaseKey(c.source), val, c.leaseRev)
+	if err != nil {
+		return fmt.Errorf("renewing the compactor lease: %w", err)
+	}
+	c.leaseRev, c.leaseTo = rev, until
+	return nil
 }
 
 // NewCompactor prepares the compactor of a source; Run starts it.
 func NewCompactor(conn *Conn, state *State, src config.Source, log *slog.Logger) *Compactor {
+	host, _ := os.Hostname()
 	return &Compactor{conn: conn, state: state, source: src.Name, ret: src.Retention,
-		log: log.With("source", src.Name, "role", "compactor")}
+		log: log.With("source", src.Name, "role", "compactor"),
+		id:  fmt.Sprintf("%s/%d/%d", host, os.Getpid(), time.Now().UnixNano())}
 }
 
 // Run compacts until ctx ends. Errors of NATS are retried from the recorded
@@ -74,6 +166,10 @@ func (c *Compactor) run(ctx context.Context) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+	if err := c.acquire(ctx); err != nil {
+		return nil // ctx ended
+	}
+	defer c.release()
 	stateSt, err := c.conn.EnsureStateStream(ctx, c.source)
 	if err != nil {
 		return err
@@ -115,7 +211,11 @@ func (c *Compactor) run(ctx context.Context) error {
 	}
 	c.log.Info("compacting the change stream into "+StateStreamName(c.source), "from", prog.Seq+1)
 	lastTrim := time.Time{}
+	maxBytes := compactBytes
 	for ctx.Err() == nil {
+		if err := c.renew(ctx); err != nil {
+			return err
+		}
 		if c.ret.MaxAge > 0 || c.ret.MaxBytes > 0 {
 			if time.Since(lastTrim) >= trimInterval {
 				if err := c.trim(ctx, changes, prog.Seq); err != nil {
@@ -124,7 +224,9 @@ func (c *Compactor) run(ctx context.Context) error {
 				lastTrim = time.Now()
 			}
 		}
-		batch, err := cons.Fetch(compactBatch, jetstream.FetchMaxWait(time.Second))
+		// A byte budget keeps one fold short (snapshot messages hold many
+		// rows each), well inside the lease.
+		batch, err := cons.Fetch(compactBatch, jetstream.FetchMaxWait(time.Second), jetstream.FetchMaxBytes(maxBytes))
 		if err != nil {
 			return fmt.Errorf("reading stream %s: %w", StreamName(c.source), err)
 		}
@@ -132,11 +234,19 @@ func (c *Compactor) run(ctx context.Context) error {
 		for m := range batch.Messages() {
 			msgs = append(msgs, m)
 		}
+		if err := batch.Error(); errors.Is(err, jetstream.ErrMaxBytesExceeded) && len(msgs) == 0 {
+			maxBytes = int(c.conn.NC.MaxPayload()) + 64<<10 // one large message alone
+			continue
+		}
+		maxBytes = compactBytes
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && len(msgs) == 0 {
 			return fmt.Errorf("reading stream %s: %w", StreamName(c.source), err)
 		}
 		if len(msgs) == 0 {
 			continue
+		}
+		if err := c.renew(ctx); err != nil {
+			return err
 		}
 		last, err := c.fold(ctx, stateSt, msgs)
 		if err != nil {
@@ -289,46 +399,59 @@ func rowValue(r *pb.Row, name string) (*pb.Value, bool) {
 }
 
 // mergeRow lays the columns of upd over base: what an update with
-// unchanged columns leaves is base's value.
+// unchanged columns leaves is base's value. A column's type and cell
+// metadata come with its value, or from base when upd has none.
 func mergeRow(base, upd *pb.Row) *pb.Row {
 	out := &pb.Row{}
 	withTypes := len(base.GetTypes()) == len(base.GetNames())
 	withMeta := len(base.GetMeta()) == len(base.GetNames())
-	set := map[string]int{}
-	for i, n := range upd.GetNames() {
-		set[n] = i
+	at := func(r *pb.Row, i int) (typ string, meta *pb.CellMeta) {
+		if i >= 0 && len(r.GetTypes()) == len(r.GetNames()) {
+			typ = r.GetTypes()[i]
+		}
+		if i >= 0 && len(r.GetMeta()) == len(r.GetNames()) {
+			meta = r.GetMeta()[i]
+		}
+		return typ, meta
 	}
-	add := func(r *pb.Row, i int) {
-		out.Names = append(out.Names, r.GetNames()[i])
-		out.Values = append(out.Values, r.GetValues()[i])
+	add := func(name string, v *pb.Value, typ string, meta *pb.CellMeta) {
+		out.Names = append(out.Names, name)
+		out.Values = append(out.Values, v)
 		if withTypes {
-			t := ""
-			if i < len(r.GetTypes()) {
-				t = r.GetTypes()[i]
-			}
-			out.Types = append(out.Types, t)
+			out.Types = append(out.Types, typ)
 		}
 		if withMeta {
-			var m *pb.CellMeta
-			if i < len(r.GetMeta()) {
-				m = r.GetMeta()[i]
-			} else {
-				m = &pb.CellMeta{}
+			if meta == nil {
+				meta = &pb.CellMeta{}
 			}
-			out.Meta = append(out.Meta, m)
+			out.Meta = append(out.Meta, meta)
 		}
 	}
+	inUpd := map[string]int{}
+	for j, n := range upd.GetNames() {
+		inUpd[n] = j
+	}
+	inBase := map[string]bool{}
 	for i, n := range base.GetNames() {
-		if j, ok := set[n]; ok {
-			add(upd, j)
-			delete(set, n)
+		inBase[n] = true
+		bt, bm := at(base, i)
+		if j, ok := inUpd[n]; ok {
+			ut, um := at(upd, j)
+			if ut == "" {
+				ut = bt
+			}
+			if um == nil {
+				um = bm
+			}
+			add(n, upd.GetValues()[j], ut, um)
 		} else {
-			add(base, i)
+			add(n, base.GetValues()[i], bt, bm)
 		}
 	}
 	for j, n := range upd.GetNames() {
-		if _, ok := set[n]; ok { // a column base did not have
-			add(upd, j)
+		if !inBase[n] { // a column base did not have
+			ut, um := at(upd, j)
+			add(n, upd.GetValues()[j], ut, um)
 		}
 	}
 	return out

@@ -161,3 +161,33 @@ func (c *Conn) SeqAtTime(ctx context.Context, source string, t time.Time) (uint6
 	}
 	return md.Sequence.Stream, nil
 }
+
+// WaitCompacted waits until the compactor of source has folded every event
+// of its change stream stored so far.
+func (c *Conn) WaitCompacted(ctx context.Context, state *State, source string) error {
+	st, err := c.JS.Stream(ctx, StreamName(source))
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("opening stream %s: %w", StreamName(source), err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("reading stream %s: %w", StreamName(source), err)
+	}
+	for {
+		var prog Compacted
+		if _, err := state.GetJSON(ctx, CompactedKey(source), &prog); err != nil {
+			return err
+		}
+		if prog.Seq >= info.State.LastSeq || prog.Incomplete {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

@@ -91,3 +91,17 @@ func startCompactors(ctx context.Context, wg *sync.WaitGroup, conn *streams.Conn
 		}()
 	}
 }
+
+// waitCompacted lets the compactors of sources whose producers finished on
+// their own (snapshot only) fold what was published, so that the state
+// stream is complete when the process exits. A signal ends the wait.
+func waitCompacted(ctx context.Context, conn *streams.Conn, state *streams.State, srcs []config.Source, log *slog.Logger) {
+	for _, s := range srcs {
+		if ctx.Err() != nil || !s.Retention.Compacts() || s.HasCDC() {
+			continue
+		}
+		if err := conn.WaitCompacted(ctx, state, s.Name); err != nil && ctx.Err() == nil {
+			log.Warn("waiting for the compactor", "source", s.Name, "err", err)
+		}
+	}
+}

@@ -254,6 +254,9 @@ func run(ctx context.Context, cfg *config.Config, srcs []config.Source, tgts []c
 	}
 	stopProd()
 	prodWG.Wait()
+	if !failed(&mu, failures) {
+		waitCompacted(ctx, conn, state, srcs, log)
+	}
 	stopCompact()
 	compactWG.Wait()
 	stopApply()
