@@ -5,13 +5,20 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ferry-dev/ferry/e2e/pgtest"
 )
 
 // addTargetDB creates a database on the target server holding ddl.
@@ -348,4 +355,174 @@ func TestRenameTablesAndColumns(t *testing.T) {
 	}
 	app.stop(t)
 	prod.stop(t)
+}
+
+// BenchmarkReplaySeed measures, at FERRY_BENCH_ROWS keys (default
+// 1,000,000) and only with FERRY_BENCH_REPLAY=1: the snapshot from the
+// source into PostgreSQL without and with the state stream kept beside it,
+// the state stream's storage and the NATS server's memory, and the rate at
+// which a new target is seeded from the state stream alone. NATS runs as a
+// process of its own (built from the module) so that its memory is its own.
+// Results go to docs/BENCHMARKS.md.
+func BenchmarkReplaySeed(b *testing.B) {
+	if os.Getenv("FERRY_BENCH_REPLAY") == "" {
+		b.Skip("set FERRY_BENCH_REPLAY=1 to run")
+	}
+	pgtest.Require(b, setupErr)
+	rows := benchRows()
+	ctx := context.Background()
+	dir := b.TempDir()
+	natsBin := filepath.Join(dir, "nats-server")
+	build := exec.Command("go", "build", "-o", natsBin, "github.com/nats-io/nats-server/v2")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("building nats-server: %v\n%s", err, out)
+	}
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		port := freePort(b)
+		srv := exec.Command(natsBin, "-js", "-sd", filepath.Join(dir, fmt.Sprint("js", i)), "-a", "127.0.0.1", "-p", fmt.Sprint(port))
+		must(b, srv.Start())
+		natsURL := fmt.Sprintf("nats://127.0.0.1:%d", port)
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			nc, err := nats.Connect(natsURL)
+			if err == nil {
+				nc.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatal("nats-server did not start")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		name := fmt.Sprintf("rbench_%d_%d", rows, i)
+		src, base, snap, seed := "s_"+name, "d0_"+name, "d_"+name, "d2_"+name
+		must(b, srcServer.Exec(ctx, "postgres", "DROP DATABASE IF EXISTS "+src+" WITH (FORCE)"))
+		must(b, srcServer.Exec(ctx, "postgres", "CREATE DATABASE "+src))
+		must(b, srcServer.Exec(ctx, src, benchTable))
+		for _, db := range []string{base, snap, seed} {
+			must(b, dstServer.Exec(ctx, "postgres", "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)"))
+			must(b, dstServer.Exec(ctx, "postgres", "CREATE DATABASE "+db))
+			must(b, dstServer.Exec(ctx, db, benchTable))
+		}
+		must(b, srcServer.Exec(ctx, src, fmt.Sprintf(`INSERT INTO bench SELECT i, 'name ' || i, i * 1.2345, timestamptz '2024-01-01' + i * interval '1 ms',
+			jsonb_build_object('i', i, 'tag', 't' || (i %% 100)) FROM generate_series(1, %d) i`, rows)))
+		must(b, srcServer.Exec(ctx, src, "VACUUM ANALYZE bench"))
+
+		cfgPath := filepath.Join(dir, fmt.Sprint("ferry", i, ".yaml"))
+		must(b, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`nats: {url: %q}
+sources:
+  - {name: base, type: postgres, dsn: %q, mode: snapshot, retention: {compact: false}}
+  - {name: pg, type: postgres, dsn: %q, mode: snapshot}
+targets:
+  - {name: base, type: postgres, dsn: %q, from: base}
+  - {name: snap, type: postgres, dsn: %q, from: pg}
+  - {name: seed, type: postgres, dsn: %q, from: pg}
+log: {level: info}
+`, natsURL, srcServer.DSN(src), srcServer.DSN(src), dstServer.DSN(base), dstServer.DSN(snap), dstServer.DSN(seed))), 0o600))
+		// Snapshot of one source with one target, as `ferry migrate` of a
+		// config holding only those would run.
+		migrate := func(source, target string) time.Duration {
+			one := filepath.Join(dir, source+".yaml")
+			cfg := readFileTB(b, cfgPath)
+			var keep []string
+			for _, l := range strings.Split(cfg, "\n") {
+				if strings.Contains(l, "name: ") && !strings.Contains(l, "name: "+source+",") && !strings.Contains(l, "name: "+target+",") {
+					continue
+				}
+				keep = append(keep, l)
+			}
+			must(b, os.WriteFile(one, []byte(strings.Join(keep, "\n")), 0o600))
+			start := time.Now()
+			out, err := exec.Command(ferryBin, "migrate", "--config", one).CombinedOutput()
+			if err != nil {
+				b.Fatalf("ferry migrate: %v\n%s", err, out)
+			}
+			return time.Since(start)
+		}
+		b.StartTimer()
+		baseDur := migrate("base", "base")
+		compactDur := migrate("pg", "snap")
+		b.StopTimer()
+		nc, err := nats.Connect(natsURL)
+		must(b, err)
+		js, err := jetstream.New(nc)
+		must(b, err)
+		streamBytes := func(name string) (uint64, uint64) {
+			st, err := js.Stream(ctx, name)
+			must(b, err)
+			info, err := st.Info(ctx)
+			must(b, err)
+			return info.State.Bytes, info.State.Msgs
+		}
+		stateBytes, stateMsgs := streamBytes("FERRY_STATE_PG")
+		changeBytes, _ := streamBytes("FERRY_PG")
+		rssAfterCompact, _ := procMem(b, srv.Process.Pid)
+		nc.Close()
+
+		b.StartTimer()
+		start := time.Now()
+		app := exec.Command(ferryBin, "apply", "--config", cfgPath, "--target", "seed")
+		var appOut syncBuffer
+		app.Stdout, app.Stderr = &appOut, &appOut
+		must(b, app.Start())
+		deadline = time.Now().Add(20 * time.Minute)
+		for count(b, dstServer, seed, "bench") != int64(rows) {
+			if time.Now().After(deadline) {
+				b.Fatalf("seed target not complete:\n%s", appOut.String())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		seedDur := time.Since(start)
+		b.StopTimer()
+		_ = app.Process.Signal(syscall.SIGTERM)
+		_ = app.Wait()
+		applyRSS := app.ProcessState.SysUsage().(*syscall.Rusage).Maxrss
+		_, natsPeak := procMem(b, srv.Process.Pid)
+		sn, ssum := tableDigest(b, srcServer, src, "bench", "id")
+		dn, dsum := tableDigest(b, dstServer, seed, "bench", "id")
+		if sn != dn || ssum != dsum {
+			b.Fatalf("seeded target differs: %d rows (%s), source %d (%s)", dn, dsum, sn, ssum)
+		}
+		_ = srv.Process.Signal(syscall.SIGTERM)
+		_ = srv.Wait()
+
+		b.ReportMetric(float64(rows)/baseDur.Seconds(), "snapshot-rows/s")
+		b.ReportMetric(float64(rows)/compactDur.Seconds(), "snapshot+compact-rows/s")
+		b.ReportMetric(float64(rows)/seedDur.Seconds(), "seed-rows/s")
+		b.ReportMetric(float64(stateBytes)/float64(rows), "state-B/key")
+		b.ReportMetric(float64(changeBytes)/float64(rows), "change-B/row")
+		b.ReportMetric(float64(rssAfterCompact)/1024, "nats-RSS-MiB")
+		b.ReportMetric(float64(natsPeak)/1024, "nats-peak-RSS-MiB")
+		b.ReportMetric(float64(applyRSS)/1024, "seed-apply-peak-RSS-MiB")
+		b.Logf("rows %d: snapshot %.1fs, snapshot with compaction %.1fs, seed %.1fs; state stream %d msgs %d B, change stream %d B",
+			rows, baseDur.Seconds(), compactDur.Seconds(), seedDur.Seconds(), stateMsgs, stateBytes, changeBytes)
+		b.StartTimer()
+	}
+}
+
+// procMem reads a process's resident memory now and at its peak, in KiB.
+func procMem(b *testing.B, pid int) (rss, peak int64) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	must(b, err)
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = v
+		case "VmHWM:":
+			peak = v
+		}
+	}
+	return rss, peak
+}
+
+func readFileTB(b testing.TB, path string) string {
+	data, err := os.ReadFile(path)
+	must(b, err)
+	return string(data)
 }

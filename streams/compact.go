@@ -489,7 +489,9 @@ func (c *Compactor) publish(e *pb.Event, seq uint64) (jetstream.PubAckFuture, er
 	subj := StateSubject(c.source, e.GetTable(), Lane(e.GetKey(), c.parts), e.GetKey())
 	m := nats.NewMsg(subj)
 	m.Data = data
-	m.Header.Set("Content-Type", ContentType)
+	// Only the sequence header: it is stored with every one of perhaps
+	// millions of keys (the payload is a ferry.v1.Batch like the change
+	// stream's, docs/replay.md).
 	m.Header.Set(SeqHeader, strconv.FormatUint(seq, 10))
 	var opts []jetstream.PublishOpt
 	if e.GetOp() == pb.Op_OP_DELETE {
