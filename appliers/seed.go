@@ -141,7 +141,7 @@ func (r *Runner) seed(ctx context.Context, log *slog.Logger, lane Lane) (uint64,
 		// The retention removed events of (c0, m] while the seed read
 		// them (a maxAge shorter than the seed): seed again from the
 		// compactor's newer progress.
-		return 0, fmt.Errorf("events after the seed point were trimmed during the seed; seeding again: %w", errors.Unwrap(err))
+		return 0, fmt.Errorf("events after the seed point were trimmed during the seed; seeding again (%v)", err)
 	}
 	rows += len(items)
 	if err := r.applySeed(ctx, log, lane, items, m); err != nil {
