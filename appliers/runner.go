@@ -86,6 +86,20 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.consumers = cons
 	r.mu.Unlock()
+	// Lanes that hold nothing yet start from the state stream when the
+	// source keeps one (the change stream may have been trimmed), not from
+	// the first event.
+	seeded, err := retry(ctx, r.log, "seeding from the state stream", func(ctx context.Context) (map[int]uint64, error) {
+		return r.seed(ctx, parts)
+	})
+	if err != nil || ctx.Err() != nil {
+		return err
+	}
+	for lane, m := range seeded {
+		if cons[lane], err = r.conn.ResetLaneConsumer(ctx, r.cfg.From, r.cfg.Name, lane, r.cfg.BatchSize, m+1); err != nil {
+			return err
+		}
+	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -141,26 +155,6 @@ func (r *Runner) runLane(ctx context.Context, lane Lane, cons jetstream.Consumer
 	})
 	if err != nil || ctx.Err() != nil {
 		return err
-	}
-	if applied == 0 {
-		// A target that holds nothing of this lane starts from the state
-		// stream when the source keeps one (the change stream may have
-		// been trimmed), not from the first event.
-		seeded, err := retry(ctx, log, "seeding the lane", func(ctx context.Context) (uint64, error) {
-			return r.seed(ctx, log, lane)
-		})
-		if err != nil || ctx.Err() != nil {
-			return err
-		}
-		if seeded > 0 {
-			applied = seeded
-			if cons, err = r.conn.ResetLaneConsumer(ctx, lane.Source, r.cfg.Name, lane.Partition, r.cfg.BatchSize, applied+1); err != nil {
-				return err
-			}
-			r.mu.Lock()
-			r.consumers[lane.Partition] = cons
-			r.mu.Unlock()
-		}
 	}
 	if err := r.checkWatermark(ctx, lane, applied); err != nil {
 		return err

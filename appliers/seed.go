@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,13 +21,33 @@ import (
 // seedBatch is how many events one seed transaction writes.
 const seedBatch = 5000
 
-// seed fills one lane of a target that holds nothing of it yet from the
-// source's state stream, then applies the change stream from the point the
-// compactor had reached (C0) up to the newest state it read (M), and
-// records M as the lane's watermark in the same transaction as the last
-// rows. It returns M, or 0 when there is no state to seed from (no state
-// stream, nothing compacted yet): the lane then reads the change stream from
-// its start.
+// laneSeed is one lane's part of a seed.
+type laneSeed struct {
+	lane        Lane
+	log         *slog.Logger
+	interrupted bool
+	// skip holds, per table and key, the newest state sequence above c0
+	// the scan applied; m is the largest of them (or c0).
+	skip  map[string]uint64
+	m     uint64
+	rows  int
+	batch []Item
+	work  chan []Item
+	err   error
+}
+
+// seed fills the lanes of a target that hold nothing yet (watermark 0) from
+// the source's state stream, then applies each lane's change stream from
+// the point the compactor had reached (C0) up to the newest state the scan
+// read in that lane (M), and records M as the lane's watermark in the same
+// transaction as the last rows. It returns the seeded lanes' watermarks;
+// none when there is no state to seed from (no state stream, nothing
+// compacted yet): those lanes read the change stream from its start.
+//
+// The state stream is read once, in stream order and without a subject
+// filter (a filter per lane would make the server search its index of a
+// million subjects for every message), and each message is handed to its
+// lane, whose batches are applied in parallel.
 //
 // Consistency (docs/replay.md): the compactor folds events in stream order
 // and records C0 only after their state is stored, so every state message
@@ -35,47 +57,78 @@ const seedBatch = 5000
 // are skipped when the change stream (C0, M] is applied, so no key goes back
 // to an older value. A key deleted after C0 and gone from the state stream
 // is deleted again by that range.
-func (r *Runner) seed(ctx context.Context, log *slog.Logger, lane Lane) (uint64, error) {
-	stateSt, ok, err := r.conn.StateStream(ctx, lane.Source)
+func (r *Runner) seed(ctx context.Context, parts int) (map[int]uint64, error) {
+	source := r.cfg.From
+	stateSt, ok, err := r.conn.StateStream(ctx, source)
 	if err != nil || !ok {
-		return 0, err
+		return nil, err
 	}
 	var prog streams.Compacted
-	if _, err := r.state.GetJSON(ctx, streams.CompactedKey(lane.Source), &prog); err != nil {
-		return 0, err
+	if _, err := r.state.GetJSON(ctx, streams.CompactedKey(source), &prog); err != nil {
+		return nil, err
 	}
 	if prog.Incomplete || prog.Seq == 0 {
 		// Nothing to seed from: the change stream must hold everything,
-		// which the trim check of the lane verifies.
-		return 0, nil
+		// which the trim check of each lane verifies.
+		return nil, nil
 	}
 	c0 := prog.Seq
-	seedKey := streams.SeedKey(r.cfg.Name, lane.Source, lane.Partition)
-	var prev streams.Seed
-	interrupted, err := r.state.GetJSON(ctx, seedKey, &prev)
-	if err != nil {
-		return 0, err
-	}
-	if interrupted {
-		// An earlier seed stopped half way: its rows are on the target at
-		// their state as of prev.Floor. Keys deleted since are no longer in
-		// the state stream; delete them from the change stream first.
-		log.Info("an earlier seed of this lane was interrupted; deleting keys deleted since", "floor", prev.Floor)
-		if err := r.replayDeletes(ctx, lane, prev.Floor, c0); err != nil {
-			return 0, err
+	lanes := map[int]*laneSeed{}
+	for p := range parts {
+		lane := Lane{Source: source, Partition: p}
+		applied, err := r.target.Applied(ctx, lane)
+		if err != nil {
+			return nil, err
 		}
-	} else if err := r.state.PutJSON(ctx, seedKey, streams.Seed{Floor: c0}); err != nil {
-		return 0, err
+		if applied > 0 {
+			continue
+		}
+		ls := &laneSeed{lane: lane, log: r.log.With("lane", p), skip: map[string]uint64{}, m: c0}
+		var prev streams.Seed
+		seedKey := streams.SeedKey(r.cfg.Name, source, p)
+		if ls.interrupted, err = r.state.GetJSON(ctx, seedKey, &prev); err != nil {
+			return nil, err
+		}
+		if ls.interrupted {
+			// An earlier seed stopped half way: its rows are on the target
+			// at their state as of prev.Floor. Keys deleted since are no
+			// longer in the state stream; delete them from the change
+			// stream first.
+			ls.log.Info("an earlier seed of this lane was interrupted; deleting keys deleted since", "floor", prev.Floor)
+			if err := r.replayDeletes(ctx, lane, prev.Floor, c0); err != nil {
+				return nil, err
+			}
+		} else if err := r.state.PutJSON(ctx, seedKey, streams.Seed{Floor: c0}); err != nil {
+			return nil, err
+		}
+		lanes[p] = ls
 	}
-
-	log.Info("seeding the lane from the state stream", "stream", streams.StateStreamName(lane.Source), "compacted", c0)
+	if len(lanes) == 0 {
+		return nil, nil
+	}
+	r.log.Info("seeding from the state stream", "stream", streams.StateStreamName(source), "compacted", c0, "lanes", len(lanes))
 	start := time.Now()
-	skip := map[string]uint64{} // table+key -> newest state sequence above c0
-	m := c0
-	var items []Item
-	var rows int
-	err = readAll(ctx, r.conn.JS, stateSt.CachedInfo().Config.Name, streams.StateLaneFilter(lane.Source, lane.Partition), 1,
+
+	// Scan: one reader, a writer per lane.
+	var wg sync.WaitGroup
+	for _, ls := range lanes {
+		ls.work = make(chan []Item, 2)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for items := range ls.work {
+				if ls.err == nil {
+					ls.err = r.applySeed(ctx, ls.log, ls.lane, items, 0)
+				}
+			}
+		}()
+	}
+	scanErr := readAll(ctx, r.conn.JS, stateSt.CachedInfo().Config.Name, streams.StateSubjects(source), 1,
 		func(msg jetstream.Msg, _ uint64) (bool, error) {
+			ls := lanes[stateLane(msg.Subject())]
+			if ls == nil {
+				return true, nil
+			}
 			s, err := strconv.ParseUint(msg.Headers().Get(streams.SeqHeader), 10, 64)
 			if err != nil {
 				return false, Permanent(fmt.Errorf("state message %s has no valid %s header", msg.Subject(), streams.SeqHeader))
@@ -87,29 +140,86 @@ func (r *Runner) seed(ctx context.Context, log *slog.Logger, lane Lane) (uint64,
 			for _, e := range b.Events {
 				if s > c0 {
 					k := e.GetTable() + "\x00" + streams.KeyToken(e.GetKey())
-					skip[k] = max(skip[k], s)
-					m = max(m, s)
-				} else if e.GetOp() == pb.Op_OP_DELETE && !interrupted {
+					ls.skip[k] = max(ls.skip[k], s)
+					ls.m = max(ls.m, s)
+				} else if e.GetOp() == pb.Op_OP_DELETE && !ls.interrupted {
 					continue // a key deleted by c0 is just absent
 				}
-				items = append(items, Item{Event: e, Seq: s})
+				ls.batch = append(ls.batch, Item{Event: e, Seq: s})
 			}
-			if len(items) >= seedBatch {
-				rows += len(items)
-				if err := r.applySeed(ctx, log, lane, items, 0); err != nil {
-					return false, err
+			if len(ls.batch) >= seedBatch {
+				ls.rows += len(ls.batch)
+				select {
+				case ls.work <- ls.batch:
+				case <-ctx.Done():
+					return false, ctx.Err()
 				}
-				items = items[:0]
+				ls.batch = nil
 			}
 			return true, nil
 		})
-	if err != nil {
-		return 0, err
+	for _, ls := range lanes {
+		close(ls.work)
 	}
-	// The change stream from c0 up to m, without what the seed already
-	// holds newer.
+	wg.Wait()
+	if scanErr != nil {
+		return nil, scanErr
+	}
+	for _, ls := range lanes {
+		if ls.err != nil {
+			return nil, ls.err
+		}
+	}
+
+	// Per lane, in parallel: the change stream from c0 to m.
+	out := map[int]uint64{}
+	var mu sync.Mutex
+	errs := make(chan error, len(lanes))
+	for p, ls := range lanes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.finishSeed(ctx, ls, c0); err != nil {
+				errs <- err
+				return
+			}
+			mu.Lock()
+			out[p] = ls.m
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return nil, err
+	}
+	rows := 0
+	for _, ls := range lanes {
+		rows += ls.rows
+	}
+	r.log.Info("seeded from the state stream", "events", rows, "lanes", len(lanes), "took", time.Since(start).Round(time.Millisecond))
+	return out, nil
+}
+
+// stateLane is the lane a state subject names (ferry.st.<src>.<lane>.…).
+func stateLane(subject string) int {
+	parts := strings.SplitN(subject, ".", 5)
+	if len(parts) < 5 {
+		return -1
+	}
+	n, err := strconv.Atoi(parts[3])
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// finishSeed applies a lane's change events in (c0, m] that the seed does
+// not already hold newer, with m as the lane's watermark.
+func (r *Runner) finishSeed(ctx context.Context, ls *laneSeed, c0 uint64) error {
+	lane, m, items := ls.lane, ls.m, ls.batch
 	if m > c0 {
-		err = readAll(ctx, r.conn.JS, streams.StreamName(lane.Source), streams.LaneFilter(lane.Source, lane.Partition), c0+1,
+		err := readAll(ctx, r.conn.JS, streams.StreamName(lane.Source), streams.LaneFilter(lane.Source, lane.Partition), c0+1,
 			func(msg jetstream.Msg, seq uint64) (bool, error) {
 				if seq > m {
 					return false, nil
@@ -119,39 +229,39 @@ func (r *Runner) seed(ctx context.Context, log *slog.Logger, lane Lane) (uint64,
 					return false, Permanent(fmt.Errorf("message %d on %s: %w", seq, msg.Subject(), err))
 				}
 				for _, e := range b.Events {
-					if skip[e.GetTable()+"\x00"+streams.KeyToken(e.GetKey())] >= seq {
+					if ls.skip[e.GetTable()+"\x00"+streams.KeyToken(e.GetKey())] >= seq {
 						continue
 					}
 					items = append(items, Item{Event: e, Seq: seq})
 				}
 				if len(items) >= seedBatch {
-					rows += len(items)
-					if err := r.applySeed(ctx, log, lane, items, 0); err != nil {
+					ls.rows += len(items)
+					if err := r.applySeed(ctx, ls.log, lane, items, 0); err != nil {
 						return false, err
 					}
-					items = items[:0]
+					items = nil
 				}
 				return seq < m, nil
 			})
 		if err != nil {
-			return 0, err
+			return err
 		}
 	}
 	if err := r.checkTrim(ctx, lane, c0); err != nil {
 		// The retention removed events of (c0, m] while the seed read
 		// them (a maxAge shorter than the seed): seed again from the
 		// compactor's newer progress.
-		return 0, fmt.Errorf("events after the seed point were trimmed during the seed; seeding again (%v)", err)
+		return fmt.Errorf("events after the seed point were trimmed during the seed; seeding again (%v)", err)
 	}
-	rows += len(items)
-	if err := r.applySeed(ctx, log, lane, items, m); err != nil {
-		return 0, err
+	ls.rows += len(items)
+	if err := r.applySeed(ctx, ls.log, lane, items, m); err != nil {
+		return err
 	}
-	if err := r.state.KV.Delete(ctx, seedKey); err != nil {
-		log.Warn("removing the seed marker", "err", err)
+	if err := r.state.KV.Delete(ctx, streams.SeedKey(r.cfg.Name, lane.Source, lane.Partition)); err != nil {
+		ls.log.Warn("removing the seed marker", "err", err)
 	}
-	log.Info("lane seeded from the state stream", "events", rows, "watermark", m, "took", time.Since(start).Round(time.Millisecond))
-	return m, nil
+	ls.log.Info("lane seeded from the state stream", "events", ls.rows, "watermark", m)
+	return nil
 }
 
 // applySeed writes seed items; lastSeq 0 leaves the lane without a
@@ -229,18 +339,13 @@ func readAll(ctx context.Context, js jetstream.JetStream, stream, filter string,
 		return fmt.Errorf("reading stream %s (%s): %w", stream, filter, err)
 	}
 	for ctx.Err() == nil {
-		info, err := cons.Info(ctx)
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
 			return fmt.Errorf("reading stream %s (%s): %w", stream, filter, err)
 		}
-		if info.NumPending == 0 && info.NumAckPending == 0 {
-			return nil
-		}
-		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			return fmt.Errorf("reading stream %s (%s): %w", stream, filter, err)
-		}
+		n := 0
 		for m := range batch.Messages() {
+			n++
 			md, err := m.Metadata()
 			if err != nil {
 				return fmt.Errorf("reading message metadata: %w", err)
@@ -255,6 +360,17 @@ func readAll(ctx context.Context, js jetstream.JetStream, stream, filter string,
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			return fmt.Errorf("reading stream %s (%s): %w", stream, filter, err)
+		}
+		if n == 0 {
+			// Nothing came: done if nothing is pending (the last message
+			// may have gone, a tombstone that expired).
+			info, err := cons.Info(ctx)
+			if err != nil {
+				return fmt.Errorf("reading stream %s (%s): %w", stream, filter, err)
+			}
+			if info.NumPending == 0 {
+				return nil
+			}
 		}
 	}
 	return ctx.Err()
