@@ -38,6 +38,10 @@ type Compactor struct {
 	log    *slog.Logger
 	parts  int
 
+	// js publishes state messages: a JetStream context of its own, so
+	// that its outstanding acknowledgements do not count against the
+	// producer's in the same process.
+	js       jetstream.JetStream
 	id       string // this compactor's lease owner name
 	leaseRev uint64
 	leaseTo  time.Time
@@ -165,6 +169,13 @@ func (c *Compactor) run(ctx context.Context) error {
 			return nil
 		case <-time.After(500 * time.Millisecond):
 		}
+	}
+	if c.js == nil {
+		js, err := jetstream.New(c.conn.NC, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(time.Minute))
+		if err != nil {
+			return fmt.Errorf("opening JetStream: %w", err)
+		}
+		c.js = js
 	}
 	if err := c.acquire(ctx); err != nil {
 		return nil // ctx ended
@@ -498,7 +509,7 @@ func (c *Compactor) publish(e *pb.Event, seq uint64) (jetstream.PubAckFuture, er
 		opts = append(opts, jetstream.WithMsgTTL(c.ret.TombstoneTTL.D()))
 	}
 	for {
-		f, err := c.conn.JS.PublishMsgAsync(m, append(opts, jetstream.WithRetryAttempts(0))...)
+		f, err := c.js.PublishMsgAsync(m, append(opts, jetstream.WithRetryAttempts(0))...)
 		if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
 			continue
 		}
