@@ -129,9 +129,6 @@ type Retention struct {
 	MaxBytes int64    `yaml:"maxBytes"`
 	// Compact keeps the state stream FERRY_STATE_<SOURCE> (default true).
 	Compact *bool `yaml:"compact"`
-	// TombstoneTTL is how long the state stream keeps the marker of a
-	// deleted key (default 1h).
-	TombstoneTTL Duration `yaml:"tombstoneTTL"`
 }
 
 // Compacts reports whether the source keeps a state stream.
@@ -307,9 +304,6 @@ func (c *Config) setDefaults() {
 		if s.StatusInterval == 0 {
 			s.StatusInterval = Duration(time.Second)
 		}
-		if s.Retention.TombstoneTTL == 0 {
-			s.Retention.TombstoneTTL = Duration(time.Hour)
-		}
 	}
 	for i := range c.Targets {
 		t := &c.Targets[i]
@@ -373,8 +367,8 @@ func (c *Config) check() error {
 		if s.ReadRowsPerSecond < 0 {
 			errs = append(errs, fmt.Errorf("%s.readRowsPerSecond: must not be negative", at))
 		}
-		if r := s.Retention; r.MaxAge < 0 || r.MaxBytes < 0 || r.TombstoneTTL < Duration(time.Second) {
-			errs = append(errs, fmt.Errorf("%s.retention: maxAge and maxBytes must not be negative, tombstoneTTL must be at least 1s", at))
+		if r := s.Retention; r.MaxAge < 0 || r.MaxBytes < 0 {
+			errs = append(errs, fmt.Errorf("%s.retention: maxAge and maxBytes must not be negative", at))
 		} else if (r.MaxAge > 0 || r.MaxBytes > 0) && !r.Compacts() {
 			// Trimming without a state stream would leave a new target
 			// (or a rebuilt one) nothing complete to start from.

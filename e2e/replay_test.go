@@ -418,7 +418,7 @@ targets:
   - {name: base, type: postgres, dsn: %q, from: base}
   - {name: snap, type: postgres, dsn: %q, from: pg}
   - {name: seed, type: postgres, dsn: %q, from: pg}
-log: {level: info}
+log: {level: info, format: text}
 `, natsURL, srcServer.DSN(src), srcServer.DSN(src), dstServer.DSN(base), dstServer.DSN(snap), dstServer.DSN(seed))), 0o600))
 		// Snapshot of one source with one target, as `ferry migrate` of a
 		// config holding only those would run.
@@ -466,10 +466,16 @@ log: {level: info}
 		var appOut syncBuffer
 		app.Stdout, app.Stderr = &appOut, &appOut
 		must(b, app.Start())
-		deadline = time.Now().Add(20 * time.Minute)
-		for count(b, dstServer, seed, "bench") != int64(rows) {
-			if time.Now().After(deadline) {
-				b.Fatalf("seed target not complete:\n%s", appOut.String())
+		// Fail when the seed stops making progress for a minute.
+		last, lastAt := int64(-1), time.Now()
+		for n := count(b, dstServer, seed, "bench"); n != int64(rows); n = count(b, dstServer, seed, "bench") {
+			if n != last {
+				last, lastAt = n, time.Now()
+			}
+			if time.Since(lastAt) > time.Minute {
+				_ = app.Process.Signal(syscall.SIGQUIT)
+				_ = app.Wait()
+				b.Fatalf("seed target stalled at %d rows:\n%s", n, appOut.String())
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -495,6 +501,11 @@ log: {level: info}
 		b.ReportMetric(float64(rssAfterCompact)/1024, "nats-RSS-MiB")
 		b.ReportMetric(float64(natsPeak)/1024, "nats-peak-RSS-MiB")
 		b.ReportMetric(float64(applyRSS)/1024, "seed-apply-peak-RSS-MiB")
+		for _, l := range strings.Split(appOut.String(), "\n") {
+			if strings.Contains(l, "seeded from the state stream") && !strings.Contains(l, "lane=") {
+				b.Log(l)
+			}
+		}
 		b.Logf("rows %d: snapshot %.1fs, snapshot with compaction %.1fs, seed %.1fs; state stream %d msgs %d B, change stream %d B",
 			rows, baseDur.Seconds(), compactDur.Seconds(), seedDur.Seconds(), stateMsgs, stateBytes, changeBytes)
 		b.StartTimer()

@@ -212,10 +212,11 @@ func (c *Compactor) run(ctx context.Context) error {
 	// older point: refolding an event at or below the progress could hold a
 	// key at an older value that a seed reading "as of the progress" would
 	// take for the current one.
+	// No subject filter: the stream holds only this source's events, and a
+	// filter costs the server a subject match per message.
 	cons, err := c.conn.JS.OrderedConsumer(ctx, StreamName(c.source), jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{EventSubjects(c.source)},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    prog.Seq + 1,
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   prog.Seq + 1,
 	})
 	if err != nil {
 		return fmt.Errorf("reading stream %s: %w", StreamName(c.source), err)
@@ -309,7 +310,7 @@ func (c *Compactor) fold(ctx context.Context, stateSt jetstream.Stream, msgs []j
 			if len(futs) >= 8192 {
 				// A snapshot message holds many rows: bound what is in
 				// flight and remembered.
-				if err := WaitAcks(ctx, futs); err != nil {
+				if err := c.settle(ctx, stateSt, futs, latest); err != nil {
 					return 0, err
 				}
 				futs = futs[:0]
@@ -317,10 +318,31 @@ func (c *Compactor) fold(ctx context.Context, stateSt jetstream.Stream, msgs []j
 			}
 		}
 	}
-	if err := WaitAcks(ctx, futs); err != nil {
+	if err := c.settle(ctx, stateSt, futs, latest); err != nil {
 		return 0, err
 	}
 	return last, nil
+}
+
+// settle waits until every state message published is stored, then
+// removes the keys whose newest state is a tombstone: the tombstone went
+// out in order with the other messages (a key deleted and then written
+// again in one batch keeps its new row), and the purge afterwards leaves a
+// deleted key absent, which seeds exactly like a deleted one while taking no
+// room.
+func (c *Compactor) settle(ctx context.Context, stateSt jetstream.Stream, futs []jetstream.PubAckFuture, latest map[string]*pb.Event) error {
+	if err := WaitAcks(ctx, futs); err != nil {
+		return err
+	}
+	for subj, e := range latest {
+		if e.GetOp() != pb.Op_OP_DELETE {
+			continue
+		}
+		if err := stateSt.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+			return fmt.Errorf("removing deleted key %s from %s: %w", subj, StateStreamName(c.source), err)
+		}
+	}
+	return nil
 }
 
 // states returns the state events an event leads to: the key's new full
@@ -490,8 +512,7 @@ func (c *Compactor) current(ctx context.Context, stateSt jetstream.Stream, lates
 }
 
 // publish stores one state event, stamped with the change-stream sequence
-// it reflects. Tombstones expire after the tombstone TTL: a key that is
-// absent seeds exactly like a deleted one.
+// it reflects.
 func (c *Compactor) publish(e *pb.Event, seq uint64) (jetstream.PubAckFuture, error) {
 	data, err := Encode(e)
 	if err != nil {
@@ -504,12 +525,8 @@ func (c *Compactor) publish(e *pb.Event, seq uint64) (jetstream.PubAckFuture, er
 	// millions of keys (the payload is a ferry.v1.Batch like the change
 	// stream's, docs/replay.md).
 	m.Header.Set(SeqHeader, strconv.FormatUint(seq, 10))
-	var opts []jetstream.PublishOpt
-	if e.GetOp() == pb.Op_OP_DELETE {
-		opts = append(opts, jetstream.WithMsgTTL(c.ret.TombstoneTTL.D()))
-	}
 	for {
-		f, err := c.js.PublishMsgAsync(m, append(opts, jetstream.WithRetryAttempts(0))...)
+		f, err := c.js.PublishMsgAsync(m, jetstream.WithRetryAttempts(0))
 		if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
 			continue
 		}
