@@ -92,7 +92,12 @@ func (r *Runner) Run(ctx context.Context) error {
 	seeded, err := retry(ctx, r.log, "seeding from the state stream", func(ctx context.Context) (map[int]uint64, error) {
 		return r.seed(ctx, parts)
 	})
-	if err != nil || ctx.Err() != nil {
+	if ctx.Err() != nil {
+		// Stopped while seeding: the lanes keep no watermark and are
+		// seeded again on the next start.
+		return nil
+	}
+	if err != nil {
 		return err
 	}
 	for lane, m := range seeded {
