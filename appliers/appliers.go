@@ -83,3 +83,10 @@ func Open(ctx context.Context, cfg config.Target, log *slog.Logger) (Target, err
 	}
 	return f(ctx, cfg, log)
 }
+
+// Rewinder is a Target whose lane watermarks can be set back, for a replay
+// (ferry apply --from-start/--from-time/--from-sequence): after Rewind,
+// Applied(lane) returns seq, and messages above it are applied again.
+type Rewinder interface {
+	Rewind(ctx context.Context, lane Lane, seq uint64) error
+}

@@ -49,6 +49,7 @@ type Runner struct {
 	target Target
 	log    *slog.Logger
 	Stats  Stats
+	state  *streams.State // positions, the compactor's progress, trims
 
 	mu        sync.Mutex
 	consumers []jetstream.Consumer
@@ -74,12 +75,11 @@ func (r *Runner) Run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	if r.state, err = r.conn.State(ctx); err != nil {
+		return err
+	}
 	if su, ok := r.target.(StateUser); ok {
-		st, err := r.conn.State(ctx)
-		if err != nil {
-			return err
-		}
-		su.UseState(st)
+		su.UseState(r.state)
 	}
 	cons := make([]jetstream.Consumer, parts)
 	for lane := range parts {
@@ -97,6 +97,25 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.consumers = cons
 	r.mu.Unlock()
+	// Lanes that hold nothing yet start from the state stream when the
+	// source keeps one (the change stream may have been trimmed), not from
+	// the first event.
+	seeded, err := retry(ctx, r.log, "seeding from the state stream", func(ctx context.Context) (map[int]uint64, error) {
+		return r.seed(ctx, parts)
+	})
+	if ctx.Err() != nil {
+		// Stopped while seeding: the lanes keep no watermark and are
+		// seeded again on the next start.
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for lane, m := range seeded {
+		if cons[lane], err = r.conn.ResetLaneConsumer(ctx, r.cfg.From, r.cfg.Name, lane, r.cfg.BatchSize, m+1); err != nil {
+			return err
+		}
+	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -158,6 +177,9 @@ func (r *Runner) runLane(ctx context.Context, lane Lane, cons jetstream.Consumer
 		return err
 	}
 	if err := r.checkWatermark(ctx, lane, applied); err != nil {
+		return err
+	}
+	if err := r.checkTrim(ctx, lane, applied); err != nil {
 		return err
 	}
 	// Deliveries are numbered by the consumer; a gap means messages the
@@ -237,6 +259,15 @@ func (r *Runner) runLane(ctx context.Context, lane Lane, cons jetstream.Consumer
 func (r *Runner) applyBatch(ctx context.Context, log *slog.Logger, lane Lane, msgs []jetstream.Msg, applied uint64) (uint64, error) {
 	var items []Item
 	last := applied
+	if md, err := msgs[0].Metadata(); err == nil && md.Sequence.Stream > applied+1 {
+		// Other lanes' events lie between, or the retention removed some of
+		// this lane's: the trim record tells.
+		if _, err := retry(ctx, log, "reading the trim record", func(ctx context.Context) (bool, error) {
+			return true, r.checkTrim(ctx, lane, applied)
+		}); err != nil {
+			return applied, err
+		}
+	}
 	for _, m := range msgs {
 		md, err := m.Metadata()
 		if err != nil {

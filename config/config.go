@@ -113,6 +113,11 @@ type Source struct {
 	// changes); 0 means no cap.
 	ReadRowsPerSecond int `yaml:"readRowsPerSecond"`
 
+	// --- Replay and retention (every source type) ---
+	// Retention bounds the source's change stream and keeps the state
+	// stream a new target is seeded from (docs/replay.md).
+	Retention Retention `yaml:"retention"`
+
 	// --- Cassandra/ScyllaDB (type: cassandra, scylla) ---
 	// DSN is cassandra://[user[:password]@]host[:port][,host[:port]...]; a
 	// password written ${NAME} is read from the environment variable NAME.
@@ -224,6 +229,30 @@ type DynamoDBSource struct {
 	// trim_horizon (its oldest record, the default) or latest (its newest
 	// position, taken before the scan starts).
 	StreamStart string `yaml:"streamStart"`
+}
+
+// Retention says how long the change stream keeps events and whether the
+// state stream (the latest row of every key) is kept beside it.
+type Retention struct {
+	// MaxAge and MaxBytes trim the change stream: events older than MaxAge,
+	// and the oldest events beyond MaxBytes, are removed, but never before
+	// the compactor has folded them into the state stream. 0 = keep.
+	MaxAge   Duration `yaml:"maxAge"`
+	MaxBytes int64    `yaml:"maxBytes"`
+	// Compact keeps the state stream FERRY_STATE_<SOURCE>. Default: on when
+	// maxAge or maxBytes trims the change stream (it is what a new target is
+	// seeded from then), off otherwise: the untrimmed change stream itself
+	// rebuilds any target, and the state stream costs storage and NATS
+	// memory per key (docs/replay.md).
+	Compact *bool `yaml:"compact"`
+}
+
+// Compacts reports whether the source keeps a state stream.
+func (r Retention) Compacts() bool {
+	if r.Compact != nil {
+		return *r.Compact
+	}
+	return r.MaxAge > 0 || r.MaxBytes > 0
 }
 
 // Target is one database ferry writes.
@@ -392,6 +421,8 @@ func section(goType string) string {
 		return "validation"
 	case "Rename":
 		return "targets[].renames[]"
+	case "Retention":
+		return "sources[].retention"
 	case "DynamoDBSource":
 		return "sources[].dynamodb"
 	case "DynamoDBTarget":
@@ -563,6 +594,13 @@ func (c *Config) check() error {
 		}
 		if IsCQL(s.Type) {
 			errs = append(errs, checkCQLSource(at, s)...)
+		}
+		if r := s.Retention; r.MaxAge < 0 || r.MaxBytes < 0 {
+			errs = append(errs, fmt.Errorf("%s.retention: maxAge and maxBytes must not be negative", at))
+		} else if (r.MaxAge > 0 || r.MaxBytes > 0) && !r.Compacts() {
+			// Trimming without a state stream would leave a new target
+			// (or a rebuilt one) nothing complete to start from.
+			errs = append(errs, fmt.Errorf("%s.retention: maxAge/maxBytes need compact: true (the state stream is what keeps every key once old events are trimmed)", at))
 		}
 		if s.Type == "mysql" || s.Type == "mariadb" {
 			if s.ZeroDates != "error" && s.ZeroDates != "null" {

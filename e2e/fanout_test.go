@@ -54,7 +54,9 @@ func TestTwoTargetsOneLate(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "late") {
 		t.Fatalf("status exit %d:\n%s", code, out)
 	}
-	for _, pr := range []*proc{late, first, prod} {
+	// The process hosting the embedded NATS (the first applier) stops
+	// last: the producer records its position in NATS when it stops.
+	for _, pr := range []*proc{late, prod, first} {
 		pr.stop(t)
 	}
 }

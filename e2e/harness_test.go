@@ -269,7 +269,7 @@ func (p *pipeline) waitCaughtUp() {
 
 // tableDigest returns a table's row count and the md5 of all its rows in
 // key order, rendered as text by the server.
-func tableDigest(t *testing.T, s *pgtest.Server, db, table, orderBy string) (int64, string) {
+func tableDigest(t testing.TB, s *pgtest.Server, db, table, orderBy string) (int64, string) {
 	t.Helper()
 	conn, err := s.Connect(context.Background(), db)
 	if err != nil {
@@ -364,7 +364,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 }
 
 // count returns a table's row count on a server.
-func count(t *testing.T, s *pgtest.Server, db, table string) int64 {
+func count(t testing.TB, s *pgtest.Server, db, table string) int64 {
 	t.Helper()
 	conn, err := s.Connect(context.Background(), db)
 	if err != nil {

@@ -3,6 +3,7 @@ package streams
 import (
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"hash/fnv"
 	"strconv"
 	"strings"
@@ -98,6 +99,13 @@ func DLQSubject(target, table string) string {
 // always lands in the same lane, whatever produced it.
 func Lane(key *pb.Row, partitions int) int {
 	h := fnv.New64a()
+	hashKey(h, key)
+	return int(h.Sum64() % uint64(partitions))
+}
+
+// hashKey writes the canonical protobuf bytes of each key value to h, each
+// followed by a 0 byte.
+func hashKey(h hash.Hash, key *pb.Row) {
 	var buf []byte
 	for _, v := range key.GetValues() {
 		// The generated marshaller writes the same bytes as a deterministic
@@ -111,7 +119,6 @@ func Lane(key *pb.Row, partitions int) int {
 		_, _ = h.Write(buf)
 		_, _ = h.Write([]byte{0})
 	}
-	return int(h.Sum64() % uint64(partitions))
 }
 
 // DLQFilter selects every dead letter of a target.

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/ferry-dev/ferry/config"
 )
 
 // column is one live column of a target table.
@@ -36,6 +38,11 @@ type table struct {
 	byName       map[string]int
 	pk           []int // indexes into cols, in key order
 	isPK         []bool
+	// byEvent finds a column by the name events give it, and eventName is
+	// that name per column: they differ for renamed columns
+	// (targets[].renames).
+	byEvent   map[string]int
+	eventName []string
 }
 
 func (t *table) String() string { return t.schema + "." + t.name }
@@ -49,8 +56,12 @@ func newTable(schema, name string, cols []column, pk []string) (*table, error) {
 		byName: make(map[string]int, len(cols)),
 		isPK:   make([]bool, len(cols)),
 	}
+	t.eventName = make([]string, len(cols))
+	t.byEvent = make(map[string]int, len(cols))
 	for i, c := range cols {
 		t.byName[c.name] = i
+		t.byEvent[c.name] = i
+		t.eventName[i] = c.name
 	}
 	for _, k := range pk {
 		i, ok := t.byName[k]
@@ -170,4 +181,66 @@ func splitTable(eventTable, cfgSchema string) (schema, name string) {
 		schema = cfgSchema
 	}
 	return schema, name
+}
+
+// mapTable turns an event's table name into the target's schema and table,
+// after the table renames of targets[].tables. A rename is looked up by the
+// event's name ("public.orders"), then by its name without the schema
+// ("orders"). A qualified new name is taken as it is; an unqualified one
+// keeps targets[].schema, else the event's schema.
+func mapTable(eventTable string, tables map[string]string, cfgSchema string) (schema, name string) {
+	to, ok := tables[eventTable]
+	if !ok {
+		if _, bare, qualified := strings.Cut(eventTable, "."); qualified {
+			to, ok = tables[bare]
+		}
+	}
+	if !ok {
+		return splitTable(eventTable, cfgSchema)
+	}
+	if s, n, qualified := strings.Cut(to, "."); qualified {
+		return s, n
+	}
+	if s, _, qualified := strings.Cut(eventTable, "."); qualified && cfgSchema == "" {
+		return s, to
+	}
+	return cfgSchema, to
+}
+
+// renameColumns applies the column renames of targets[].renames that concern
+// eventTable: a rename naming the table (as events name it, with or without
+// schema) or no table at all. A rename for this very table whose new name
+// the target table lacks is an error naming both; a rename for every table
+// applies only where the column exists.
+func (t *table) renameColumns(eventTable string, renames []config.Rename) error {
+	_, bare, _ := strings.Cut(eventTable, ".")
+	for _, r := range renames {
+		if r.Table != "" && r.Table != eventTable && r.Table != bare {
+			continue
+		}
+		i, ok := t.byName[r.To]
+		if !ok {
+			if r.Table == "" {
+				continue
+			}
+			return fmt.Errorf("renames: column %s.%s is renamed to %s, but target table %s has no column %s", eventTable, r.From, r.To, t, r.To)
+		}
+		if t.eventName[i] == r.To {
+			// The target column no longer answers to its own name (a
+			// source column of that name is not the same column).
+			delete(t.byEvent, r.To)
+		}
+		t.byEvent[r.From] = i
+		t.eventName[i] = r.From
+	}
+	return nil
+}
+
+// shownColumn names a target column for messages, with the event's name for
+// it when it was renamed.
+func (t *table) shownColumn(i int) string {
+	if t.eventName[i] != t.cols[i].name {
+		return fmt.Sprintf("%s.%s (source column %s)", t, t.cols[i].name, t.eventName[i])
+	}
+	return t.String() + "." + t.cols[i].name
 }

@@ -172,7 +172,7 @@ const columnDetailsQuery = `SELECT column_name::text, is_nullable = 'NO',
 FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2`
 
 func (c *targetCheck) table(ctx context.Context, src preflight.Table) {
-	schema, name := splitTable(src.Name, c.t.cfg.Schema)
+	schema, name := mapTable(src.Name, c.t.cfg.Tables, c.t.cfg.Schema)
 	shown := name
 	if schema != "" {
 		shown = schema + "." + name
@@ -226,6 +226,10 @@ func (c *targetCheck) table(ctx context.Context, src preflight.Table) {
 	}
 	if err != nil {
 		c.failed("table", "reading table "+shown, err)
+		return
+	}
+	if err := tt.renameColumns(src.Name, c.t.cfg.Renames); err != nil {
+		c.add("column", preflight.Block, err.Error(), "fix targets[].renames, or add the column to the target table")
 		return
 	}
 	problems := len(c.fs)
@@ -303,8 +307,11 @@ func (c *targetCheck) mapped(source, target string) string {
 func (c *targetCheck) columns(src preflight.Table, tt *table, details []targetColumn) {
 	inSource := map[string]preflight.Column{}
 	for _, col := range src.Columns {
-		inSource[col.Name] = col
-		if _, ok := tt.byName[col.Name]; !ok {
+		i, ok := tt.byEvent[col.Name]
+		if ok {
+			inSource[tt.cols[i].name] = col // by the target's name for it
+		}
+		if !ok {
 			c.add("column", preflight.Block,
 				fmt.Sprintf("column %s.%s does not exist on the target (source type %s); the applier stops at its first row", tt, col.Name, col.Type),
 				fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s;", tt.ident, quoteIdentifier(col.Name), col.Type))
@@ -319,7 +326,7 @@ func (c *targetCheck) columns(src preflight.Table, tt *table, details []targetCo
 				fmt.Sprintf("column %s.%s is NOT NULL without a default, and the source has no such column: every insert would be refused", tt, d.name),
 				fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s DROP NOT NULL; (or give it a default: ALTER TABLE %s ALTER COLUMN %s SET DEFAULT ...;)",
 					tt.ident, quoteIdentifier(d.name), tt.ident, quoteIdentifier(d.name)))
-		case ok && !sc.NotNull && !slices.Contains(src.Key, d.name):
+		case ok && !sc.NotNull && !slices.Contains(src.Key, sc.Name):
 			c.add("not_null", preflight.Warn,
 				fmt.Sprintf("column %s.%s is NOT NULL on the target but nullable on the source: rows with NULL there would be refused and go to the dead-letter stream", tt, d.name),
 				fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s DROP NOT NULL; (or make the source column NOT NULL)", tt.ident, quoteIdentifier(d.name)))
@@ -333,7 +340,7 @@ func (c *targetCheck) columns(src preflight.Table, tt *table, details []targetCo
 func (c *targetCheck) primaryKey(ctx context.Context, src preflight.Table, tt *table, pkName string) {
 	tpk := make([]string, len(tt.pk))
 	for i, k := range tt.pk {
-		tpk[i] = tt.cols[k].name
+		tpk[i] = tt.eventName[k] // compared with the source's names
 	}
 	if len(src.Key) == 0 && len(tpk) > 0 {
 		return // the source check blocks on the source table's missing key

@@ -223,7 +223,7 @@ func eventOps(t *table, e *pb.Event, se schemaError) ([]op, error) {
 	vals := make([]pgtype.Text, len(t.cols))
 	present := make([]bool, len(t.cols))
 	for i, name := range after.GetNames() {
-		c, ok := t.byName[name]
+		c, ok := t.byEvent[name]
 		if !ok {
 			return nil, se.errorf("column %s.%s does not exist", t, name)
 		}
@@ -238,7 +238,7 @@ func eventOps(t *table, e *pb.Event, se schemaError) ([]op, error) {
 	}
 	for _, k := range t.pk {
 		if !present[k] {
-			return nil, se.errorf("events for %s lack primary key column %s", t, t.cols[k].name)
+			return nil, se.errorf("events for %s lack primary key column %s", t, t.eventName[k])
 		}
 	}
 	cols := make([]int, 0, len(after.GetNames()))
@@ -285,7 +285,7 @@ func eventOps(t *table, e *pb.Event, se schemaError) ([]op, error) {
 func keyVals(t *table, e *pb.Event, se schemaError) ([]pgtype.Text, error) {
 	out := make([]pgtype.Text, len(t.pk))
 	for i, k := range t.pk {
-		name := t.cols[k].name
+		name := t.eventName[k]
 		v, ok := lookup(e.GetKey(), name)
 		if !ok {
 			v, ok = lookup(e.GetBefore(), name)
@@ -314,7 +314,7 @@ func beforeKey(t *table, e *pb.Event) ([]pgtype.Text, bool, error) {
 	}
 	out := make([]pgtype.Text, len(t.pk))
 	for i, k := range t.pk {
-		v, ok := lookup(b, t.cols[k].name)
+		v, ok := lookup(b, t.eventName[k])
 		if !ok {
 			return nil, false, nil
 		}

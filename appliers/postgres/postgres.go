@@ -55,7 +55,10 @@ type Target struct {
 	tables map[string]*table // by event table name
 }
 
-var _ appliers.Target = (*Target)(nil)
+var (
+	_ appliers.Target   = (*Target)(nil)
+	_ appliers.Rewinder = (*Target)(nil)
+)
 
 // Open connects to the target, detects its dialect and creates ferry's state
 // table if needed. The DSN may carry pool_max_conns (as for pgxpool); the
@@ -164,6 +167,21 @@ func (t *Target) Applied(ctx context.Context, lane appliers.Lane) (uint64, error
 	return uint64(seq), nil
 }
 
+// Rewind sets the lane's recorded stream sequence, for a replay.
+func (t *Target) Rewind(ctx context.Context, lane appliers.Lane, seq uint64) error {
+	if seq > math.MaxInt64 {
+		return fmt.Errorf("stream sequence %d does not fit ferry_state.applied.seq (bigint)", seq)
+	}
+	err := withConn(ctx, t.pool, func(c *pgx.Conn) error {
+		_, err := c.Exec(ctx, writeApplied, t.cfg.Name, lane.Source, lane.Partition, int64(seq))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("target %s: rewinding lane %s/%d to %d: %w", t.cfg.Name, lane.Source, lane.Partition, seq, t.scrub(err))
+	}
+	return nil
+}
+
 // Ping checks that a connection can be had and answers.
 func (t *Target) Ping(ctx context.Context) error {
 	err := withConn(ctx, t.pool, func(c *pgx.Conn) error { return c.Ping(ctx) })
@@ -251,12 +269,17 @@ func (t *Target) table(ctx context.Context, eventTable string, se schemaError) (
 	if ok {
 		return tbl, nil
 	}
-	schema, name := splitTable(eventTable, t.cfg.Schema)
+	schema, name := mapTable(eventTable, t.cfg.Tables, t.cfg.Schema)
 	err := withConn(ctx, t.pool, func(c *pgx.Conn) error {
 		var err error
 		tbl, err = loadTable(ctx, c, schema, name)
 		return err
 	})
+	if err == nil {
+		if err := tbl.renameColumns(eventTable, t.cfg.Renames); err != nil {
+			return nil, se.errorf("%v", err)
+		}
+	}
 	if errors.Is(err, errNoTable) {
 		shown := name
 		if schema != "" {

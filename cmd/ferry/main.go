@@ -56,6 +56,7 @@ func main() {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
 	root.AddCommand(migrateCmd(), produceCmd(), applyCmd(), statusCmd(), versionCmd(),
 		checkCmd(), healthcheckCmd(), validateCmd(),
+		checkCmd(), healthcheckCmd(), eventsCmd(),
 	)
 
 	if os.Getenv("GOMEMLIMIT") == "" {

@@ -75,8 +75,9 @@ func produceCmd() *cobra.Command {
 func applyCmd() *cobra.Command {
 	var cfgPath string
 	var names []string
+	var from replayFrom
 	cmd := &cobra.Command{
-		Use:   "apply --config F [--target NAME]",
+		Use:   "apply --config F [--target NAME] [--from-start | --from-time T | --from-sequence N]",
 		Short: "Run target appliers only (all, or the named ones) as a service",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -95,11 +96,15 @@ func applyCmd() *cobra.Command {
 				}
 				tgts = append(tgts, *t)
 			}
+			if err := prepareReplay(cmd.Context(), cfg, tgts, from); err != nil {
+				return err
+			}
 			return run(cmd.Context(), cfg, nil, tgts, false)
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "config file (YAML)")
 	cmd.Flags().StringSliceVar(&names, "target", nil, "target name (repeatable)")
+	from.flags(cmd)
 	return cmd
 }
 
@@ -182,7 +187,10 @@ func run(ctx context.Context, cfg *config.Config, srcs []config.Source, tgts []c
 			}
 		}()
 	}
-	var prodWG, applyWG sync.WaitGroup
+	var prodWG, applyWG, compactWG sync.WaitGroup
+	compactCtx, stopCompact := context.WithCancel(ctx)
+	defer stopCompact()
+	startCompactors(compactCtx, &compactWG, conn, state, srcs, log)
 	for i, p := range prods {
 		prodWG.Add(1)
 		go func() {
@@ -246,6 +254,11 @@ func run(ctx context.Context, cfg *config.Config, srcs []config.Source, tgts []c
 	}
 	stopProd()
 	prodWG.Wait()
+	if !failed(&mu, failures) {
+		waitCompacted(ctx, conn, state, srcs, log)
+	}
+	stopCompact()
+	compactWG.Wait()
 	stopApply()
 	applyWG.Wait()
 	stopProgress()

@@ -602,11 +602,14 @@ func (c *cdc) publish(ev *pb.Event) error {
 	return nil
 }
 
-// CurrentPosition reads the source's WAL insert position.
+// CurrentPosition reads the source's WAL insert position. Not
+// pg_current_wal_lsn(), the write position: with synchronous_commit=off a
+// transaction that has committed may not be written yet, and the cut-over
+// check would pass before its changes arrive.
 func CurrentPosition(ctx context.Context, pool *pgxpool.Pool) (streams.Position, error) {
 	var text string
-	if err := pool.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&text); err != nil {
-		return streams.Position{}, fmt.Errorf("reading pg_current_wal_lsn(): %w", err)
+	if err := pool.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&text); err != nil {
+		return streams.Position{}, fmt.Errorf("reading pg_current_wal_insert_lsn(): %w", err)
 	}
 	lsn, err := pglogrepl.ParseLSN(text)
 	if err != nil {
