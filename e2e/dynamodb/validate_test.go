@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -171,4 +174,61 @@ func TestValidateResume(t *testing.T) {
 	if _, _, rep := p.validate("--range-rows", "100"); rep.Reports[0].Tables[0].RangesResumed != 0 {
 		t.Errorf("a run after a finished one resumed: %+v", rep.Reports[0].Tables[0])
 	}
+}
+
+// --live while changes stream: items in flight are not reported, an item
+// that really differs is, and --live --repair restores it while the
+// changes go on (its repair is ordered with them in the stream).
+func TestValidateLive(t *testing.T) {
+	p := newPipeline(t)
+	createTable(t, p.sc, p.table, false, types.StreamViewTypeNewImage)
+	seed(t, p.sc, p.table, 400)
+	p.writeConfig("snapshot+cdc", "", "", "")
+	mig := p.start("migrate", "--config", p.cfgPath)
+	if code, out := p.run(time.Minute, "status", "--config", p.cfgPath, "--wait-caught-up", "--timeout", "50s"); code != 0 {
+		t.Fatalf("status --wait-caught-up exited %d:\n%s", code, out)
+	}
+	// k399 is never changed on the source: its deletion on the target is
+	// a real difference.
+	if _, err := p.dc.DeleteItem(context.Background(), &dynamodb.DeleteItemInput{TableName: aws.String(p.table), Key: dynamo.Item{"pk": s("k399")}}); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var writes atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r := rand.New(rand.NewPCG(5, 6))
+		for ctx.Err() == nil {
+			k := fmt.Sprintf("k%d", r.IntN(399))
+			_, err := p.sc.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(p.table),
+				Item: dynamo.Item{"pk": s(k), "v": s(fmt.Sprint("change ", writes.Load())), "n": n(fmt.Sprint(writes.Load()))}})
+			if err != nil && ctx.Err() == nil {
+				t.Error(err)
+				return
+			}
+			writes.Add(1)
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	eventually(t, 30*time.Second, "changes streaming", func() bool { return writes.Load() > 100 })
+	code, out, rep := p.validate("--live", "--live-delay", "1s", "--range-rows", "100")
+	rcode, rout, _ := p.validate("--live", "--live-delay", "1s", "--range-rows", "100", "--repair", "--repair-timeout", "40s")
+	stop()
+	wg.Wait()
+	tb := rep.Reports[0].Tables[0]
+	if code != 1 || tb.Missing != 1 || tb.Extraneous != 0 || tb.Mismatched != 0 || !strings.Contains(out, p.table+" missing: pk=k399") {
+		t.Errorf("validate --live exited %d, want 1 for the one deleted item only (%d changes streamed): %+v\n%s", code, writes.Load(), tb, out)
+	}
+	if rcode != 0 {
+		t.Errorf("validate --live --repair exited %d:\n%s", rcode, rout)
+	}
+	if code, out := p.run(time.Minute, "status", "--config", p.cfgPath, "--wait-caught-up", "--timeout", "50s"); code != 0 {
+		t.Fatalf("status --wait-caught-up exited %d:\n%s", code, out)
+	}
+	p.assertSame(p.table, p.table)
+	t.Logf("%d changes streamed; %d in-flight differences re-checked away", writes.Load(), tb.Rechecked)
+	mig.stop(t)
 }
