@@ -45,6 +45,15 @@ func (p *pipeline) validate(args ...string) (int, string, validateReport) {
 	return code, out, rep
 }
 
+// waitCaughtUp waits until the running pipeline has applied every change
+// made so far (the cut-over check).
+func (p *pipeline) waitCaughtUp() {
+	p.t.Helper()
+	if code, out := p.run(time.Minute, "status", "--config", p.cfgPath, "--wait-caught-up", "--timeout", "50s"); code != 0 {
+		p.t.Fatalf("status --wait-caught-up exited %d:\n%s", code, out)
+	}
+}
+
 // validateItems are items with a hash and a range key and attributes of
 // several types, some only on some items.
 func validateItems(count int) []dynamo.Item {
@@ -73,9 +82,7 @@ func TestValidateReportAndRepair(t *testing.T) {
 	dstTable := p.table + "_copy"
 	p.writeConfig("snapshot+cdc", "", "scanSegments: 3", fmt.Sprintf("tables: {%s: %s}\nrenames: [{from: v, to: val}]", p.table, dstTable))
 	mig := p.start("migrate", "--config", p.cfgPath)
-	if code, out := p.run(time.Minute, "status", "--config", p.cfgPath, "--wait-caught-up", "--timeout", "50s"); code != 0 {
-		t.Fatalf("status --wait-caught-up exited %d:\n%s", code, out)
-	}
+	p.waitCaughtUp()
 
 	code, out, rep := p.validate("--range-rows", "100")
 	tb := rep.Reports[0].Tables[0]
@@ -185,9 +192,7 @@ func TestValidateLive(t *testing.T) {
 	seed(t, p.sc, p.table, 400)
 	p.writeConfig("snapshot+cdc", "", "", "")
 	mig := p.start("migrate", "--config", p.cfgPath)
-	if code, out := p.run(time.Minute, "status", "--config", p.cfgPath, "--wait-caught-up", "--timeout", "50s"); code != 0 {
-		t.Fatalf("status --wait-caught-up exited %d:\n%s", code, out)
-	}
+	p.waitCaughtUp()
 	// k399 is never changed on the source: its deletion on the target is
 	// a real difference.
 	if _, err := p.dc.DeleteItem(context.Background(), &dynamodb.DeleteItemInput{TableName: aws.String(p.table), Key: dynamo.Item{"pk": s("k399")}}); err != nil {
@@ -225,9 +230,7 @@ func TestValidateLive(t *testing.T) {
 	if rcode != 0 {
 		t.Errorf("validate --live --repair exited %d:\n%s", rcode, rout)
 	}
-	if code, out := p.run(time.Minute, "status", "--config", p.cfgPath, "--wait-caught-up", "--timeout", "50s"); code != 0 {
-		t.Fatalf("status --wait-caught-up exited %d:\n%s", code, out)
-	}
+	p.waitCaughtUp()
 	p.assertSame(p.table, p.table)
 	t.Logf("%d changes streamed; %d in-flight differences re-checked away", writes.Load(), tb.Rechecked)
 	mig.stop(t)

@@ -34,7 +34,9 @@ func (f *fakeBatchGet) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var in struct {
-		RequestItems map[string]struct{ Keys []map[string]map[string]string }
+		RequestItems map[string]struct {
+			Keys []map[string]map[string]string
+		}
 	}
 	if err := json.Unmarshal(body, &in); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
