@@ -20,9 +20,10 @@ func init() {
 // items by key with BatchGetItem (lookup mode: every source item is looked
 // up), and the table in Scan segments for the reverse pass that finds the
 // items only the target has. It only reads; unlike the applier it creates
-// nothing. The engine gives it the source's table and attribute names
-// already renamed (targets[].tables, targets[].renames), as the applier
-// writes them.
+// nothing. The engine gives it the table and key attribute names already
+// renamed (targets[].tables, targets[].renames) and matches the items'
+// other attributes to the source's by name, renames applied, as the
+// applier writes them.
 type validator struct {
 	*dynamo.TableReader
 }

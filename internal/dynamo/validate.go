@@ -87,8 +87,8 @@ func (r *TableReader) Ranges(ctx context.Context, t validate.Table, rowsPerRange
 		return nil, err
 	}
 	n := max(r.Segments, 1)
-	if count := aws.ToInt64(d.ItemCount); count > 0 {
-		n = int((count + int64(rowsPerRange) - 1) / int64(max(rowsPerRange, 1)))
+	if count, per := aws.ToInt64(d.ItemCount), int64(max(rowsPerRange, 1)); count > 0 {
+		n = int(min((count+per-1)/per, maxSegments))
 	}
 	n = min(max(n, 1), maxSegments)
 	out := make([]validate.Range, n)
