@@ -242,7 +242,7 @@ func (e *engine) pairFor(ctx context.Context, t Table) (*pair, error) {
 	for _, c := range dt.Columns {
 		have[c] = true
 	}
-	p := &pair{src: t, dst: Table{Name: dt.Name}, renamed: make([]string, len(t.Columns))}
+	p := &pair{src: t, dst: Table{Name: dt.Name, Schemaless: dt.Schemaless}, renamed: make([]string, len(t.Columns))}
 	for i, c := range t.Columns {
 		to := renameColumn(e.opts.TargetCfg.Renames, t.Name, c)
 		if to != c {
@@ -707,6 +707,9 @@ func (e *engine) compareRows(p *pair, s, d *pb.Row) []ColumnDiff {
 			}
 		}
 	}
+	if p.src.Schemaless && p.dst.Schemaless {
+		out = append(out, e.compareAttributes(p, s, d)...)
+	}
 	return out
 }
 
@@ -739,6 +742,11 @@ func (e *engine) stream(ctx context.Context, rr RangeReader, t Table, r Range, l
 			buf = make([]*pb.Row, 0, 256)
 			return nil
 		})
+		if err == nil && len(buf) > 0 {
+			// The tail of a range counts against the cap too (a range of
+			// fewer rows than a batch would otherwise read uncapped).
+			err = config.WaitRows(ctx, limit, len(buf))
+		}
 		if err == nil && len(buf) > 0 {
 			select {
 			case ch <- rowBatch{rows: buf}:

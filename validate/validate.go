@@ -39,6 +39,12 @@ type Table struct {
 	Key []string
 	// Columns lists the columns to compare, key columns included.
 	Columns []string
+	// Schemaless marks a table whose rows have no fixed columns (DynamoDB
+	// items): Columns is then the key alone, and each row carries its
+	// other attributes after Columns, by name (Row.Names), whatever they
+	// are. When both sides are schemaless those are compared by name too,
+	// renames applied, an attribute on one side only being a difference.
+	Schemaless bool
 }
 
 // Range is a part of a table that can be read on its own. Key ranges hold

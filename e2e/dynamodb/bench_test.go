@@ -25,7 +25,7 @@ import (
 // twice in the same run: with a plain program (parallel Scan, each
 // segment's pages written with BatchWriteItem of 25, no JetStream) and with
 // `ferry migrate` (snapshot mode, embedded NATS), both with the same
-// segments. It runs only when FERRY_BENCH_DYNAMO_ITEMS is set (200000 for
+// segments; then `ferry validate` compares the two tables. It runs only when FERRY_BENCH_DYNAMO_ITEMS is set (200000 for
 // docs/BENCHMARKS.md); FERRY_BENCH_DYNAMO_SEGMENTS sets the segments
 // (default 8).
 func BenchmarkDynamoDBToDynamoDB(b *testing.B) {
@@ -73,6 +73,16 @@ targets: [{name: dst, type: dynamodb, from: bench, tables: {%s: %s}, dynamodb: {
 		if n := count(b, dc, table+"_ferry"); n != items {
 			b.Fatalf("ferry moved %d of %d items", n, items)
 		}
+		// ferry validate on the equal tables: Scan segments of the
+		// source, BatchGetItem on the target, then the reverse pass.
+		t2 := time.Now()
+		vout, err := runBin(ferryBin, "validate", "--config", cfgPath)
+		validate := time.Since(t2)
+		if err != nil {
+			b.Fatalf("ferry validate: %v\n%s", err, vout)
+		}
+		b.ReportMetric(validate.Seconds(), "validate_s")
+		b.Logf("ferry validate %.1fs (%.0f items/s, each item read on both sides and looked up on the other)", validate.Seconds(), float64(items)/validate.Seconds())
 		if os.Getenv("FERRY_BENCH_VERBOSE") != "" {
 			_ = os.WriteFile(os.Getenv("FERRY_BENCH_VERBOSE"), []byte(out), 0o644)
 		}
