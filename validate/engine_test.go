@@ -256,22 +256,23 @@ func TestValidateMergeCountsEachTargetRowOnce(t *testing.T) {
 	src.cmp = func(a, b []*pb.Value) int {
 		return strings.Compare(strings.ToLower(Text(a[0]))+Text(a[0]), strings.ToLower(Text(b[0]))+Text(b[0]))
 	}
-	for i, w := range []string{"a", "B", "c", "_x", "Z", "e", "f", "~", "10", "9", "Dd", "dD", "Y", "y"} {
+	// In ranges of 2 the bounds are b, D, f, H, j: b > D and f > H byte-wise.
+	for i, w := range []string{"a", "b", "c", "D", "e", "f", "g", "H", "i", "j", "_x", "10", "~", "Y"} {
 		src.put(vText(w), vInt(int64(i)))
 		dst.put(vText(w), vInt(int64(i)))
 	}
 	o := opts()
-	o.RangeRows = 3
+	o.RangeRows = 2
 	rep := run(t, src, dst, o)
 	if tr := rep.Tables[0]; !rep.Equal || tr.SourceRows != 14 || tr.TargetRows != 14 {
 		t.Fatalf("equal tables: %+v %s", tr, kinds(tr))
 	}
 	dst.del(vText("c"))
 	dst.put(vText("Y"), vInt(-1))
-	dst.put(vText("b"), vInt(99))
+	dst.put(vText("zz"), vInt(99))
 	rep = run(t, src, dst, o)
 	tr := rep.Tables[0]
-	if got, want := kinds(tr), "extraneous w=b; mismatched w=Y n(12|-1); missing w=c"; got != want {
+	if got, want := kinds(tr), "extraneous w=zz; mismatched w=Y n(13|-1); missing w=c"; got != want {
 		t.Errorf("failures:\n got %s\nwant %s", got, want)
 	}
 	if tr.SourceRows != 14 || tr.TargetRows != 14 {
