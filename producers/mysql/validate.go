@@ -268,6 +268,9 @@ func (v *validator) Close() {
 // keyArgs turns key values, as the producer converted them, back into
 // statement arguments that compare as the key columns do.
 func keyArgs(t *table, key *pb.Row) ([]any, error) {
+	if len(key.GetValues()) != len(t.Key) {
+		return nil, fmt.Errorf("table %s: a key needs %d values (%s), got %d", t.Name, len(t.Key), strings.Join(t.keyCols, ", "), len(key.GetValues()))
+	}
 	args := make([]any, len(t.Key))
 	for i, k := range t.Key {
 		c := &t.Columns[k]
