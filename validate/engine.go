@@ -523,7 +523,7 @@ func (e *engine) rangeOf(ctx context.Context, p *pair, ps string, r Range) (*ran
 	if err != nil {
 		return nil, nil, err
 	}
-	if diffs, err = e.confirmUnmatched(ctx, p, ps, diffs); err != nil {
+	if diffs, err = e.confirmUnmatched(ctx, p, ps, diffs, res); err != nil {
 		return nil, nil, err
 	}
 	if e.opts.Live && len(diffs) > 0 {
@@ -567,7 +567,13 @@ func (e *engine) rangeOf(ctx context.Context, p *pair, ps string, r Range) (*ran
 // extraneous there. Looked up by key it is found, and compared. Differences
 // are usually few, so this costs little; without lookups on both sides the
 // merge's answer stands.
-func (e *engine) confirmUnmatched(ctx context.Context, p *pair, ps string, diffs []diff) ([]diff, error) {
+//
+// The target's rows are counted in the source range that holds their key:
+// where the orders differ, the same bounds can cut overlapping intervals in
+// the target's order (or leave a row out of the range it belongs to), so a
+// target row read here but held by another source range is not counted
+// here, and a row this range holds that the target read elsewhere is.
+func (e *engine) confirmUnmatched(ctx context.Context, p *pair, ps string, diffs []diff, res *rangeResult) ([]diff, error) {
 	_, sl := e.src.(Lookuper)
 	_, dl := e.dst.(Lookuper)
 	if e.mode != "merge" || ps != "fwd" || !sl || !dl {
@@ -589,10 +595,32 @@ func (e *engine) confirmUnmatched(ctx context.Context, p *pair, ps string, diffs
 	if err != nil {
 		return nil, err
 	}
-	extra := map[string]bool{}
+	extra, missing := map[string]bool{}, map[string]bool{}
 	for _, d := range diffs {
-		if d.kind == Extraneous {
+		switch d.kind {
+		case Extraneous:
 			extra[keyString(d.key)] = true
+		case Missing:
+			missing[keyString(d.key)] = true
+		}
+	}
+	onlySrc, onlyDst := map[string]bool{}, map[string]bool{}
+	for _, d := range again {
+		switch d.kind {
+		case Missing:
+			onlySrc[keyString(d.key)] = true
+		case Extraneous:
+			onlyDst[keyString(d.key)] = true
+		}
+	}
+	for ks := range extra {
+		if !onlyDst[ks] {
+			res.TargetRows-- // the source has it: counted in its own range
+		}
+	}
+	for ks := range missing {
+		if !onlySrc[ks] {
+			res.TargetRows++ // the target has it, read in another range
 		}
 	}
 	for _, d := range again {

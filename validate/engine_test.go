@@ -241,6 +241,43 @@ func TestValidateMergeSurvivesADifferentKeyOrder(t *testing.T) {
 	if got := kinds(rep.Tables[0]); got != "mismatched w=b1 n(1|-1)" {
 		t.Errorf("got %s", got)
 	}
+	if tr := rep.Tables[0]; tr.SourceRows != 60 || tr.TargetRows != 60 {
+		t.Errorf("rows counted: source %d, target %d, want 60 each", tr.SourceRows, tr.TargetRows)
+	}
+}
+
+// The source orders text keys case-insensitively (MariaDB's *_ci
+// collations), the target byte-wise: the source's bounds are not in the
+// target's order, so the target's intervals overlap and leave rows out.
+// Every row is still compared, and counted once.
+func TestValidateMergeCountsEachTargetRowOnce(t *testing.T) {
+	tbl := Table{Name: "tags", Key: []string{"w"}, Columns: []string{"w", "n"}}
+	src, dst := newMem(tbl), newMem(tbl)
+	src.cmp = func(a, b []*pb.Value) int {
+		return strings.Compare(strings.ToLower(Text(a[0]))+Text(a[0]), strings.ToLower(Text(b[0]))+Text(b[0]))
+	}
+	// In ranges of 2 the bounds are b, D, f, H, j: b > D and f > H byte-wise.
+	for i, w := range []string{"a", "b", "c", "D", "e", "f", "g", "H", "i", "j", "_x", "10", "~", "Y"} {
+		src.put(vText(w), vInt(int64(i)))
+		dst.put(vText(w), vInt(int64(i)))
+	}
+	o := opts()
+	o.RangeRows = 2
+	rep := run(t, src, dst, o)
+	if tr := rep.Tables[0]; !rep.Equal || tr.SourceRows != 14 || tr.TargetRows != 14 {
+		t.Fatalf("equal tables: %+v %s", tr, kinds(tr))
+	}
+	dst.del(vText("c"))
+	dst.put(vText("Y"), vInt(-1))
+	dst.put(vText("zz"), vInt(99))
+	rep = run(t, src, dst, o)
+	tr := rep.Tables[0]
+	if got, want := kinds(tr), "extraneous w=zz; mismatched w=Y n(13|-1); missing w=c"; got != want {
+		t.Errorf("failures:\n got %s\nwant %s", got, want)
+	}
+	if tr.SourceRows != 14 || tr.TargetRows != 14 {
+		t.Errorf("rows counted: source %d, target %d, want 14 each", tr.SourceRows, tr.TargetRows)
+	}
 }
 
 func TestValidateFailuresToFetchCapsTheListNotTheCounts(t *testing.T) {

@@ -58,6 +58,22 @@ type Range struct {
 	Spec string  `json:"spec,omitempty"`
 }
 
+// BoundRanges turns ascending key bounds (every n-th key, as a snapshot
+// planner picks them) into the len(bounds)+1 ranges they delimit: up to the
+// first bound, between each two, and after the last.
+func BoundRanges(bounds []*pb.Row) []Range {
+	out := make([]Range, len(bounds)+1)
+	for i := range out {
+		if i > 0 {
+			out[i].Lo = bounds[i-1]
+		}
+		if i < len(bounds) {
+			out[i].Hi = bounds[i]
+		}
+	}
+	return out
+}
+
 // RangeReader splits a table into ranges and reads them. A target
 // RangeReader is given the source's ranges, bounds renamed to its own key
 // columns, and returns the rows of the same key interval.

@@ -21,8 +21,8 @@ func benchRows() int {
 // BenchmarkMySQLMigrateVsPipe moves one table MariaDB → PostgreSQL twice in
 // the same run: with the `mariadb --batch` client's tab-separated output
 // piped into `COPY … FROM STDIN`, and with `ferry migrate` (snapshot mode,
-// embedded NATS). Rows: FERRY_BENCH_ROWS (default 1,000,000). Results go to
-// docs/BENCHMARKS.md.
+// embedded NATS), then validates it with `ferry validate`. Rows:
+// FERRY_BENCH_ROWS (default 1,000,000). Results go to docs/BENCHMARKS.md.
 func BenchmarkMySQLMigrateVsPipe(b *testing.B) {
 	if setupErr != nil {
 		b.Skip(setupErr)
@@ -69,6 +69,15 @@ log: {level: warn}
 			b.Fatalf("target has %d rows, want %d", n, rows)
 		}
 		rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss
+		// Then prove it: ferry validate over the same table.
+		start = time.Now()
+		vout, err := exec.Command(ferryBin, "validate", "--config", dir+"/ferry.yaml").CombinedOutput()
+		valDur := time.Since(start)
+		if err != nil {
+			b.Fatalf("ferry validate: %v\n%s", err, vout)
+		}
+		b.ReportMetric(valDur.Seconds(), "validate-s")
+		b.ReportMetric(float64(rows)/valDur.Seconds(), "validate-rows/s")
 		b.ReportMetric(pipeDur.Seconds(), "pipe-s")
 		b.ReportMetric(ferryDur.Seconds(), "ferry-s")
 		b.ReportMetric(pipeDur.Seconds()/ferryDur.Seconds(), "ferry/pipe-speed")

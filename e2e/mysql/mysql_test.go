@@ -67,15 +67,21 @@ var expected1 = map[string]string{
 const bigRows = 200_000
 
 func seed(p *pipeline) {
+	seedTypesAndLines(p)
+	p.src(`CREATE TABLE big (id BIGINT PRIMARY KEY, payload VARCHAR(40), amount DECIMAL(18,4))`)
+	p.dst(`CREATE TABLE big (id bigint PRIMARY KEY, payload text, amount numeric(18,4))`)
+	p.src(fmt.Sprintf(`INSERT INTO big SELECT seq, MD5(seq), seq * 1.5 FROM seq_1_to_%d`, bigRows))
+}
+
+// seedTypesAndLines creates alltypes (3 rows) and order_lines (15,000 rows,
+// a composite key) on the source, and their tables on the target.
+func seedTypesAndLines(p *pipeline) {
 	p.src(typesSrcDDL)
 	p.dst(typesDstDDL)
 	p.src(typesRows)
 	p.src(`CREATE TABLE order_lines (order_id BIGINT, line_no INT, sku VARCHAR(40) NOT NULL, qty INT, PRIMARY KEY (order_id, line_no))`)
 	p.dst(`CREATE TABLE order_lines (order_id bigint, line_no int, sku text NOT NULL, qty int, PRIMARY KEY (order_id, line_no))`)
 	p.src(`INSERT INTO order_lines SELECT o.seq, l.seq, CONCAT('sku-', o.seq, '-', l.seq), (o.seq * l.seq) % 97 FROM seq_1_to_3000 o, seq_1_to_5 l`)
-	p.src(`CREATE TABLE big (id BIGINT PRIMARY KEY, payload VARCHAR(40), amount DECIMAL(18,4))`)
-	p.dst(`CREATE TABLE big (id bigint PRIMARY KEY, payload text, amount numeric(18,4))`)
-	p.src(fmt.Sprintf(`INSERT INTO big SELECT seq, MD5(seq), seq * 1.5 FROM seq_1_to_%d`, bigRows))
 }
 
 // checkTypesRow compares one target row with expected1, column by column.

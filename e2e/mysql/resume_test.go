@@ -228,4 +228,12 @@ func TestZeroDatesAndDurations(t *testing.T) {
 	if want := "1|NULL|NULL|-838:59:59,2|2024-01-01|2024-01-01 10:00:00|100:00:00"; got != want {
 		t.Fatalf("target rows %q, want %q", got, want)
 	}
+	// validate reads zero dates as NULL and long TIMEs as intervals too.
+	if code, out, _ := p.validate(); code != 0 {
+		t.Fatalf("validate exited %d, want 0:\n%s", code, out)
+	}
+	p.dst("UPDATE z SET tm = '100:00:01' WHERE id = 2")
+	if code, out, rep := p.validate(); code != 1 || rep.table("z").Mismatched != 1 || !strings.Contains(out, "tm: source") {
+		t.Fatalf("validate of a changed interval exited %d, want 1 naming tm:\n%s", code, out)
+	}
 }

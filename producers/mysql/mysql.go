@@ -175,24 +175,11 @@ func (p *producer) currentPosition() (position, error) {
 // Run is the producer's whole life: tables, snapshot, change stream.
 func (p *producer) Run(ctx context.Context) error {
 	defer p.Close()
-	names := p.cfg.Tables
-	if len(names) == 0 {
-		p.mu.Lock()
-		var err error
-		names, err = listTables(p.meta, p.dsn.DB)
-		p.mu.Unlock()
-		if err != nil {
-			return fmt.Errorf("source %s: %w", p.cfg.Name, err)
-		}
+	names, err := p.tableNames()
+	if err != nil {
+		return err
 	}
 	for _, n := range names {
-		// "app.orders" names the DSN's database explicitly.
-		if db, rel, ok := strings.Cut(n, "."); ok {
-			if db != p.dsn.DB {
-				return fmt.Errorf("source %s: table %s is not in database %s, the one the dsn names", p.cfg.Name, n, p.dsn.DB)
-			}
-			n = rel
-		}
 		if err := p.reload(ctx, n); err != nil {
 			return err
 		}
@@ -263,6 +250,33 @@ func (p *producer) Run(ctx context.Context) error {
 		}
 	}
 	return p.stream(ctx, start)
+}
+
+// tableNames lists the tables the source moves (sources[].tables, or every
+// base table of the DSN's database), as bare names.
+func (p *producer) tableNames() ([]string, error) {
+	names := p.cfg.Tables
+	if len(names) == 0 {
+		p.mu.Lock()
+		var err error
+		names, err = listTables(p.meta, p.dsn.DB)
+		p.mu.Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("source %s: %w", p.cfg.Name, err)
+		}
+	}
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		// "app.orders" names the DSN's database explicitly.
+		if db, rel, ok := strings.Cut(n, "."); ok {
+			if db != p.dsn.DB {
+				return nil, fmt.Errorf("source %s: table %s is not in database %s, the one the dsn names", p.cfg.Name, n, p.dsn.DB)
+			}
+			n = rel
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // firstPosition is where the change stream starts when KV holds none:

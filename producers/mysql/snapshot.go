@@ -119,7 +119,7 @@ func (p *producer) openSnapshots(ctx context.Context, conns []*client.Conn, snap
 
 // ensurePlan makes (or reloads) a table's chunk plan and queues its chunks.
 func (p *producer) ensurePlan(ctx context.Context, t *table) (*plan, error) {
-	return producers.QueueChunks(ctx, p.env, p.cfg.Name, t.Name, t.EstRows, func() ([][]string, error) { return p.chunkBounds(t) })
+	return producers.QueueChunks(ctx, p.env, p.cfg.Name, t.Name, t.EstRows, func() ([][]string, error) { return p.chunkBounds(t, p.cfg.ChunkRows) })
 }
 
 func (t *table) keyList() string {
@@ -140,10 +140,10 @@ func (t *table) keyParams() string {
 	return "(" + strings.TrimSuffix(strings.Repeat("?, ", len(t.Key)), ", ") + ")"
 }
 
-// chunkBounds walks the primary key, taking every ChunkRows-th key as a
-// chunk's upper bound. Bounds are kept typed (see encodeBound), so that they
-// compare as the key columns do.
-func (p *producer) chunkBounds(t *table) ([][]string, error) {
+// chunkBounds walks the primary key, taking every rows-th key as a chunk's
+// upper bound. Bounds are kept typed (see encodeBound), so that they compare
+// as the key columns do.
+func (p *producer) chunkBounds(t *table, rows int) ([][]string, error) {
 	keys := strings.Trim(t.keyList(), "()")
 	var bounds [][]string
 	var last []string
@@ -156,7 +156,7 @@ func (p *producer) chunkBounds(t *table) ([][]string, error) {
 				args = append(args, decodeBound(b))
 			}
 		}
-		q += fmt.Sprintf(" ORDER BY %s LIMIT 1 OFFSET %d", keys, p.cfg.ChunkRows-1)
+		q += fmt.Sprintf(" ORDER BY %s LIMIT 1 OFFSET %d", keys, rows-1)
 		p.mu.Lock()
 		stmt, err := p.meta.Prepare(q)
 		var r *gomysql.Result

@@ -114,16 +114,7 @@ func (v *validator) Ranges(ctx context.Context, vt validate.Table, rowsPerRange 
 		}
 		keys[i] = key
 	}
-	out := make([]validate.Range, len(bounds)+1)
-	for i := range out {
-		if i > 0 {
-			out[i].Lo = keys[i-1]
-		}
-		if i < len(keys) {
-			out[i].Hi = keys[i]
-		}
-	}
-	return out, nil
+	return validate.BoundRanges(keys), nil
 }
 
 // keyArgs encodes key values as the text the key columns' casts read.
