@@ -84,15 +84,7 @@ func (v *validator) ReadMeta(on bool) { v.wantMeta = on }
 // in targets[].tables; as the applier does, a value with a keyspace names
 // that keyspace, anything else is a table of the target's keyspace.
 func (v *validator) Table(_ context.Context, name string) (validate.Table, error) {
-	ksName, tbl := v.t.cfg.CQLKeyspace, name[strings.LastIndexByte(name, '.')+1:]
-	for _, to := range v.t.cfg.Tables {
-		if to == name {
-			if ks, tb, ok := strings.Cut(name, "."); ok {
-				ksName, tbl = ks, tb
-			}
-			break
-		}
-	}
+	ksName, tbl := validateName(v.t.cfg, name)
 	ks, err := v.t.sess.KeyspaceMetadata(ksName)
 	if err != nil {
 		return validate.Table{}, fmt.Errorf("keyspace %s: %w", ksName, err)
@@ -133,6 +125,19 @@ func (v *validator) Table(_ context.Context, name string) (validate.Table, error
 	v.tables[out.Name] = vt
 	v.mu.Unlock()
 	return out, nil
+}
+
+// validateName is the keyspace and table Table reads for name.
+func validateName(cfg config.Target, name string) (string, string) {
+	for _, to := range cfg.Tables {
+		if to == name {
+			if ks, tb, ok := strings.Cut(name, "."); ok {
+				return ks, tb
+			}
+			break
+		}
+	}
+	return cfg.CQLKeyspace, name[strings.LastIndexByte(name, '.')+1:]
 }
 
 // reader returns (and keeps) the queries reading t's columns.

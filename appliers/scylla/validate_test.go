@@ -3,6 +3,8 @@ package scylla
 import (
 	"testing"
 
+	"github.com/ferry-dev/ferry/config"
+
 	"github.com/ferry-dev/ferry/streams/pb"
 )
 
@@ -34,5 +36,17 @@ func TestNoTuple(t *testing.T) {
 	some := &pb.Value{Kind: &pb.Value_Tuple{Tuple: &pb.Elements{Values: []*pb.Value{iv(1)}}}}
 	if !noTuple(nulls, nil) || !noTuple(nulls, iv(0)) || noTuple(nulls, iv(5)) || noTuple(some, nil) {
 		t.Error("noTuple")
+	}
+}
+
+// Table names reach the validator as the engine renamed them: the source's
+// own name (its table in the target keyspace) or a targets[].tables value
+// (with a keyspace: that keyspace), as the applier maps them.
+func TestValidateName(t *testing.T) {
+	cfg := config.Target{CQLKeyspace: "dst", Tables: map[string]string{"src.a": "other.b", "c": "d"}}
+	for name, want := range map[string]string{"src.x": "dst.x", "other.b": "other.b", "d": "dst.d", "src.c": "dst.c"} {
+		if ks, tb := validateName(cfg, name); ks+"."+tb != want {
+			t.Errorf("%s: got %s.%s, want %s", name, ks, tb, want)
+		}
 	}
 }

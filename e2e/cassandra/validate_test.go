@@ -81,9 +81,10 @@ const validateWT = int64(1_600_000_000_000_000)
 // running, makes the target equal again (exit 0).
 func TestValidateCQL(t *testing.T) {
 	p := newPipeline(t)
-	p.both(
-		"CREATE TABLE items (id int, c int, v text, n bigint, tup frozen<tuple<int, text>>, tags set<text>, PRIMARY KEY (id, c))",
-		"CREATE TABLE hits (k text PRIMARY KEY, n counter)")
+	p.both("CREATE TABLE items (id int, c int, v text, n bigint, tup frozen<tuple<int, text>>, tags set<text>, PRIMARY KEY (id, c))")
+	// The counter table is renamed on the target, and its column too.
+	p.srcExec("CREATE TABLE hits (k text PRIMARY KEY, n counter)")
+	p.dstExec("CREATE TABLE hits_t (k text PRIMARY KEY, cnt counter)")
 	for i := range 200 {
 		q := "INSERT INTO items (id, c, v, n, tup, tags) VALUES (?, ?, ?, ?, (?, ?), ?) USING TIMESTAMP ?"
 		args := []any{i, i % 3, fmt.Sprint("v", i), int64(i) * 1000, i, "t", []string{"a", fmt.Sprint(i)}, validateWT + int64(i)}
@@ -100,7 +101,7 @@ func TestValidateCQL(t *testing.T) {
 	for i := range 10 {
 		p.srcExec("UPDATE hits SET n = n + ? WHERE k = ?", int64(i+1), fmt.Sprint("k", i))
 	}
-	p.writeConfig("splitCount: 8\npreserveTimestamps: true", "",
+	p.writeConfig("splitCount: 8\npreserveTimestamps: true", "tables: {hits: hits_t}\nrenames: [{table: hits, from: n, to: cnt}]",
 		"validation:\n  compareTimestamps: true\n  ttlToleranceMillis: 5000\n  writetimeToleranceMillis: 1\n  failuresToFetch: 50")
 	p.migrate()
 
@@ -123,7 +124,7 @@ func TestValidateCQL(t *testing.T) {
 	// Same value, a write time 1µs later (within writetimeToleranceMillis)
 	// and a TTL: only the TTL differs.
 	p.dstExec("UPDATE items USING TIMESTAMP ? AND TTL 500 SET n = ? WHERE id = ? AND c = ?", append([]any{validateWT + 40 + 1, int64(40_000)}, key(40)...)...)
-	p.dstExec("UPDATE hits SET n = n + 5 WHERE k = 'k3'")
+	p.dstExec("UPDATE hits_t SET cnt = cnt + 5 WHERE k = 'k3'")
 
 	code, out, rep = p.validate()
 	if code != 1 || rep.Equal {
@@ -202,6 +203,7 @@ func TestValidateCQL(t *testing.T) {
 	}
 	apply.kill9()
 	p.assertSameRows("items", "id", "c", "v", "n", "tup", "tags")
+	p.assertSameRowsAs("hits", "hits_t", []string{"k", "n"}, []string{"k", "cnt"})
 	p.assertStamps("items", []string{"id", "c"}, []string{"v", "n", "tup"}, true)
 }
 
