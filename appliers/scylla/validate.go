@@ -48,7 +48,8 @@ type vtable struct {
 // TTL of each column and a tuple column's NULL indicator are in it.
 type vreader struct {
 	names         []string
-	rangeQ, keyQ  string
+	rangeQ        string
+	keyQ          []string // by the number of key columns restricted
 	wt, ttl, null []int
 	// inherit marks non-frozen collections (and UDTs): they have no single
 	// writetime, and the source gives them its row's newest cell's (see
@@ -198,10 +199,11 @@ func (v *validator) reader(t validate.Table) (*vtable, *vreader, error) {
 	base := "SELECT " + strings.Join(sel, ", ") + " FROM " + vt.ident
 	r.rangeQ = base + " WHERE " + tok + " > ? AND " + tok + " <= ?"
 	conds := make([]string, len(t.Key))
+	r.keyQ = make([]string, len(t.Key)+1)
 	for i, k := range t.Key {
 		conds[i] = quote(k) + " = ?"
+		r.keyQ[i+1] = base + " WHERE " + strings.Join(conds[:i+1], " AND ")
 	}
-	r.keyQ = base + " WHERE " + strings.Join(conds, " AND ")
 	v.readers[id] = r
 	return vt, r, nil
 }
@@ -241,7 +243,7 @@ func (v *validator) Lookup(ctx context.Context, t validate.Table, keys []*pb.Row
 	if err != nil {
 		return nil, err
 	}
-	rows, err := cqlcodec.LookupEach(ctx, v.t.sess, vr.keyQ, v.t.cons, t.Key, keys, func(it cqlcodec.Iter, emit func(*pb.Row) error) error {
+	rows, err := cqlcodec.LookupEach(ctx, v.t.sess, func(n int) string { return vr.keyQ[n] }, v.t.cons, t.Key, keys, func(it cqlcodec.Iter, emit func(*pb.Row) error) error {
 		return vr.scan(t.Name, it, emit)
 	})
 	if err != nil {

@@ -64,11 +64,17 @@ type Iter interface {
 	Close() error
 }
 
-// LookupEach runs query (its bind markers: the key columns, in order) once
-// per key, several at once, and collects the rows decode emits. CQL has no
-// multi-column IN on Cassandra 2.1, and single-partition reads spread over
-// the cluster's coordinators are what it serves best.
-func LookupEach(ctx context.Context, sess *gocql.Session, query string, cons gocql.Consistency, keyNames []string, keys []*pb.Row,
+// LookupEach reads each key's row with query(n), a query whose bind
+// markers are the first n key columns, in order; several keys at once. It
+// collects the rows decode emits, whose first values are the key columns.
+// CQL has no multi-column IN on Cassandra 2.1, and single-partition reads
+// spread over the cluster's coordinators are what it serves best.
+//
+// A key whose clustering values are NULL is a partition's static-only row
+// (CQL refuses NULL in a key restriction): it is read by its leading
+// non-NULL values, and only a row whose other key values are NULL as well
+// is kept.
+func LookupEach(ctx context.Context, sess *gocql.Session, query func(n int) string, cons gocql.Consistency, keyNames []string, keys []*pb.Row,
 	decode func(Iter, func(*pb.Row) error) error) ([]*pb.Row, error) {
 	var (
 		mu       sync.Mutex
@@ -81,17 +87,32 @@ func LookupEach(ctx context.Context, sess *gocql.Session, query string, cons goc
 		if len(k.GetValues()) != len(keyNames) {
 			return nil, fmt.Errorf("a key of %d values for %d key columns", len(k.GetValues()), len(keyNames))
 		}
-		args := make([]any, len(keyNames))
+		var args []any
 		for i, v := range k.GetValues() {
-			args[i] = Bound{V: v, Col: keyNames[i]}
+			if IsNull(v) {
+				break
+			}
+			args = append(args, Bound{V: v, Col: keyNames[i]})
+		}
+		n := len(args)
+		if n == 0 {
+			return nil, fmt.Errorf("a key whose %s is NULL", keyNames[0])
 		}
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			iter := sess.Query(query, args...).WithContext(ctx).Consistency(cons).Idempotent(true).Iter()
+			iter := sess.Query(query(n), args...).WithContext(ctx).Consistency(cons).Idempotent(true).Iter()
 			var rows []*pb.Row
-			err := decode(iter, func(r *pb.Row) error { rows = append(rows, r); return nil })
+			err := decode(iter, func(r *pb.Row) error {
+				for i := n; i < len(keyNames); i++ {
+					if !IsNull(r.GetValues()[i]) {
+						return nil
+					}
+				}
+				rows = append(rows, r)
+				return nil
+			})
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil && firstErr == nil {

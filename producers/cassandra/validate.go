@@ -29,9 +29,8 @@ type validator struct {
 	p        *producer
 	preserve bool // the pipeline's preserveTimestamps
 
-	mu      sync.Mutex
-	tables  map[string]*table
-	lookups map[string]string // table name → lookup query
+	mu     sync.Mutex
+	tables map[string]*table
 }
 
 var (
@@ -48,7 +47,7 @@ func openValidator(ctx context.Context, cfg config.Source, log *slog.Logger) (va
 		return nil, err
 	}
 	p := pr.(*producer)
-	return &validator{p: p, preserve: cfg.PreserveTimestamps, tables: map[string]*table{}, lookups: map[string]string{}}, nil
+	return &validator{p: p, preserve: cfg.PreserveTimestamps, tables: map[string]*table{}}, nil
 }
 
 // ReadMeta makes reads select each cell's writetime and TTL when they are
@@ -68,17 +67,16 @@ func (v *validator) Tables(context.Context) ([]validate.Table, error) {
 	defer v.mu.Unlock()
 	for _, t := range v.p.tables {
 		v.tables[t.Name] = t
-		v.lookups[t.Name] = lookupQuery(t)
 		out = append(out, validate.Table{Name: t.Name, Key: t.keyNames, Columns: t.names})
 	}
 	return out, nil
 }
 
 // lookupQuery is the table's range query with the token bounds replaced by
-// the whole primary key.
-func lookupQuery(t *table) string {
+// the first n primary key columns.
+func lookupQuery(t *table, n int) string {
 	sel, rest, _ := strings.Cut(t.query, " WHERE token(")
-	conds := make([]string, t.nKey)
+	conds := make([]string, n)
 	for i := range conds {
 		conds[i] = quote(t.cols[i].Name) + " = ?"
 	}
@@ -89,14 +87,14 @@ func lookupQuery(t *table) string {
 	return q
 }
 
-func (v *validator) table(name string) (*table, string, error) {
+func (v *validator) table(name string) (*table, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	t, ok := v.tables[name]
 	if !ok {
-		return nil, "", fmt.Errorf("source %s: table %s was not listed", v.p.cfg.Name, name)
+		return nil, fmt.Errorf("source %s: table %s was not listed", v.p.cfg.Name, name)
 	}
-	return t, v.lookups[name], nil
+	return t, nil
 }
 
 // Ordered: token order is not key order.
@@ -115,7 +113,7 @@ func (v *validator) Ranges(context.Context, validate.Table, int) ([]validate.Ran
 
 // Read scans one token range with the snapshot's query.
 func (v *validator) Read(ctx context.Context, vt validate.Table, r validate.Range, emit func(*pb.Row) error) error {
-	t, _, err := v.table(vt.Name)
+	t, err := v.table(vt.Name)
 	if err != nil {
 		return err
 	}
@@ -133,10 +131,11 @@ func (v *validator) Read(ctx context.Context, vt validate.Table, r validate.Rang
 
 // Lookup reads the rows of the given primary keys, several at once.
 func (v *validator) Lookup(ctx context.Context, vt validate.Table, keys []*pb.Row) ([]*pb.Row, error) {
-	t, q, err := v.table(vt.Name)
+	t, err := v.table(vt.Name)
 	if err != nil {
 		return nil, err
 	}
+	q := func(n int) string { return lookupQuery(t, n) }
 	rows, err := cqlcodec.LookupEach(ctx, v.p.sess, q, v.p.cons, t.keyNames, keys, func(it cqlcodec.Iter, emit func(*pb.Row) error) error {
 		return v.scan(t, it, emit)
 	})
