@@ -56,6 +56,11 @@ type vreader struct {
 	// the producer's cellMeta), so they are given the same here.
 	inherit []bool
 	list    []bool
+	// regular marks the columns a static-only row (its first clustering
+	// value at clustering, NULL) has no cells of; clustering is -1 without
+	// clustering columns.
+	regular    []bool
+	clustering int
 }
 
 var (
@@ -153,7 +158,10 @@ func (v *validator) reader(t validate.Table) (*vtable, *vreader, error) {
 	if r, ok := v.readers[id]; ok {
 		return vt, r, nil
 	}
-	r := &vreader{names: t.Columns}
+	r := &vreader{names: t.Columns, clustering: -1}
+	if len(t.Key) > len(vt.partKey) {
+		r.clustering = len(vt.partKey) // columns lead with the key, in key order
+	}
 	sel := make([]string, 0, len(t.Columns)*2)
 	key := map[string]bool{}
 	for _, k := range t.Key {
@@ -170,6 +178,7 @@ func (v *validator) reader(t validate.Table) (*vtable, *vreader, error) {
 			return nil, nil, fmt.Errorf("target %s: table %s has no column %s", v.t.cfg.Name, t.Name, c)
 		}
 		r.inherit, r.list = append(r.inherit, false), append(r.list, typ.Type() == gocql.TypeList)
+		r.regular = append(r.regular, !key[c] && cm.Kind != gocql.ColumnStatic)
 		if key[c] {
 			continue
 		}
@@ -265,9 +274,10 @@ func (r *vreader) scan(table string, iter cqlcodec.Iter, emit func(*pb.Row) erro
 		}
 		row := &pb.Row{Names: r.names, Values: make([]*pb.Value, len(r.names))}
 		withMeta := false
+		staticOnly := r.clustering >= 0 && vals[r.clustering] == nil
 		for i := range r.names {
 			val := vals[i]
-			if val == nil || (r.null[i] >= 0 && noTuple(val, vals[r.null[i]])) {
+			if val == nil || (r.null[i] >= 0 && noTuple(val, vals[r.null[i]])) || (staticOnly && r.regular[i]) {
 				val = &pb.Value{}
 			}
 			row.Values[i] = val

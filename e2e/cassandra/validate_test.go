@@ -245,11 +245,13 @@ func TestValidateCQLResume(t *testing.T) {
 // columns and a static-only partition, tuples, a UDT, collections with
 // TTLs and counters validate as equal after a migration, write times and
 // TTLs included; one changed cell of a static-only partition is found.
+// With 4 token ranges the static-only row follows other rows in its scan,
+// where Cassandra 2.1 answered a writetime() for its absent tuple cell.
 func TestValidateCQLEveryType(t *testing.T) {
 	p := newPipeline(t)
 	p.both(joinDDL(allTypesDDL)...)
 	fillAllTypes(p, 120)
-	p.writeConfig("splitCount: 16\nconnections: 4\nfetchSize: 50\npreserveTimestamps: true", "connections: 8", "validation:\n  compareTimestamps: true\n  ttlToleranceMillis: 5000")
+	p.writeConfig("splitCount: 4\npreserveTimestamps: true", "", "validation:\n  compareTimestamps: true\n  ttlToleranceMillis: 5000")
 	p.migrate()
 	code, out, rep := p.validate()
 	if code != 0 || !rep.Equal || rep.table(t, "alltypes").SourceRows != 121 {
