@@ -246,7 +246,7 @@ func TestValidateCQLResume(t *testing.T) {
 // TTLs and counters validate as equal after a migration, write times and
 // TTLs included; one changed cell of a static-only partition is found.
 // With 4 token ranges the static-only row follows other rows in its scan,
-// where Cassandra 2.1 answered a writetime() for its absent tuple cell.
+// where Cassandra 2.1 gave it a regular value it does not have.
 func TestValidateCQLEveryType(t *testing.T) {
 	p := newPipeline(t)
 	p.both(joinDDL(allTypesDDL)...)

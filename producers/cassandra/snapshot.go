@@ -252,8 +252,9 @@ func (p *producer) readRange(ctx context.Context, t *table, r tokenRange) (int64
 func (p *producer) rowEvent(t *table, vals []*pb.Value) (*pb.Event, error) {
 	after := &pb.Row{Names: t.names, Values: make([]*pb.Value, len(t.cols))}
 	// A partition's static-only row (no clustering values) has no regular
-	// cells; Cassandra 2.1 can answer a writetime() there that is not the
-	// row's, which would make a NULL tuple look present.
+	// cells. Read in a token range after other rows, Cassandra 2.1 gave it
+	// a regular value (likely a tuple's writetime() NULL indicator), and
+	// the target refused to write it without a clustering key.
 	staticOnly := t.nKey > t.nPart && vals[t.nPart] == nil
 	for i := range t.cols {
 		v := vals[i]
