@@ -129,6 +129,11 @@ func Run(ctx context.Context, src Source, dst Target, opts Options) (*Report, er
 		r.SetRunID(runID)
 	}
 
+	for _, side := range []any{src, dst} {
+		if m, ok := side.(MetaReader); ok {
+			m.ReadMeta(opts.Tolerances.CompareTimestamps)
+		}
+	}
 	tables, err := src.Tables(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("source %s: listing tables: %w", opts.Source.Name, err)

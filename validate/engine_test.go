@@ -488,3 +488,29 @@ func TestValidateLiveWaitsForAHotRowToSettle(t *testing.T) {
 		t.Fatalf("hot row reported: %s (rechecked %d, %d lookups)", kinds(rep.Tables[0]), rep.Tables[0].Rechecked, n)
 	}
 }
+
+// metaSide records what the engine asked of a side's write times and TTLs.
+type metaSide struct {
+	*memSide
+	asked *bool
+}
+
+func (m metaSide) ReadMeta(on bool) { *m.asked = on }
+
+// Sides that can read per-cell write times and TTLs are told, before
+// anything is read, whether they are compared.
+func TestValidateTellsSidesWhetherMetaIsCompared(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		s, d := pairOf(3)
+		srcAsked, dstAsked := !on, !on
+		o := opts()
+		o.Tolerances.CompareTimestamps = on
+		rep, err := Run(context.Background(), metaSide{s, &srcAsked}, metaSide{d, &dstAsked}, o)
+		if err != nil || !rep.Equal {
+			t.Fatalf("compareTimestamps %v: %v %+v", on, err, rep)
+		}
+		if srcAsked != on || dstAsked != on {
+			t.Errorf("compareTimestamps %v: source told %v, target told %v", on, srcAsked, dstAsked)
+		}
+	}
+}

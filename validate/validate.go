@@ -93,6 +93,14 @@ type Lookuper interface {
 	Lookup(ctx context.Context, t Table, keys []*pb.Row) ([]*pb.Row, error)
 }
 
+// MetaReader is a side that can read per-cell write times and TTLs (CQL)
+// into Row.Meta. The engine tells it before listing tables whether they
+// are compared (validation.compareTimestamps), so that a side reads them
+// only when they are: they cost extra columns on every read.
+type MetaReader interface {
+	ReadMeta(on bool)
+}
+
 // Source is a source database opened for validation. It also implements
 // RangeReader and, for --live and --repair, Lookuper.
 type Source interface {

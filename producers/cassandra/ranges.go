@@ -1,39 +1,17 @@
 package cassandra
 
 import (
-	"math"
-	"math/big"
 	"sort"
 
 	"github.com/ferry-dev/ferry/config"
+	"github.com/ferry-dev/ferry/internal/cqlcodec"
 )
 
 // tokenRange is a range of Murmur3 tokens (Start, End].
 type tokenRange = config.TokenRange
 
 // splitRing cuts the whole ring into n ranges of (nearly) equal width.
-func splitRing(n int) []tokenRange {
-	if n < 1 {
-		n = 1
-	}
-	width := new(big.Int).Sub(big.NewInt(math.MaxInt64), big.NewInt(math.MinInt64))
-	out := make([]tokenRange, 0, n)
-	prev := int64(math.MinInt64)
-	for i := 1; i <= n; i++ {
-		end := int64(math.MaxInt64)
-		if i < n {
-			b := new(big.Int).Mul(width, big.NewInt(int64(i)))
-			b.Div(b, big.NewInt(int64(n)))
-			b.Add(b, big.NewInt(math.MinInt64))
-			end = b.Int64()
-		}
-		if end > prev {
-			out = append(out, tokenRange{Start: prev, End: end})
-		}
-		prev = end
-	}
-	return out
-}
+func splitRing(n int) []tokenRange { return cqlcodec.SplitRing(n) }
 
 // normalize sorts ranges and merges the ones that overlap or touch.
 func normalize(rs []tokenRange) []tokenRange {

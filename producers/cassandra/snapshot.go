@@ -251,9 +251,15 @@ func (p *producer) readRange(ctx context.Context, t *table, r tokenRange) (int64
 // order of the table's select list).
 func (p *producer) rowEvent(t *table, vals []*pb.Value) (*pb.Event, error) {
 	after := &pb.Row{Names: t.names, Values: make([]*pb.Value, len(t.cols))}
+	// A partition's static-only row (no clustering values) has no regular
+	// cells. Read in a token range after other rows, Cassandra 2.1 gave it
+	// a regular value (likely a tuple's writetime() NULL indicator), and
+	// the target refused to write it without a clustering key.
+	staticOnly := t.nKey > t.nPart && vals[t.nPart] == nil
 	for i := range t.cols {
 		v := vals[i]
-		if v == nil || (t.null[i] >= 0 && nullTuple(v, vals[t.null[i]])) {
+		if v == nil || (t.null[i] >= 0 && nullTuple(v, vals[t.null[i]])) ||
+			(staticOnly && i >= t.nKey && t.cols[i].Kind != gocql.ColumnStatic) {
 			v = &pb.Value{} // NULL
 		}
 		after.Values[i] = v
