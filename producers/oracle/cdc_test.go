@@ -157,6 +157,13 @@ func testSource(mode string) config.Source {
 // stops it and returns its error.
 func runProducer(t *testing.T, conn *streams.Conn, state *streams.State, cfg config.Source, m Miner, q Querier, want uint64) {
 	t.Helper()
+	runProducerUntil(t, conn, state, cfg, m, q, want, nil)
+}
+
+// runProducerUntil is runProducer that also waits, before stopping it, for
+// done to hold (nil: no more than the messages).
+func runProducerUntil(t *testing.T, conn *streams.Conn, state *streams.State, cfg config.Source, m Miner, q Querier, want uint64, done func() bool) {
+	t.Helper()
 	cfg.SpillDir = t.TempDir()
 	p := newProducer(cfg, producers.Env{Conn: conn, State: state, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, m, q, q)
 	p.flushLag = 0 // the fake's redo is all there
@@ -168,7 +175,7 @@ func runProducer(t *testing.T, conn *streams.Conn, state *streams.State, cfg con
 		st, err := conn.JS.Stream(context.Background(), streams.StreamName(cfg.Name))
 		if err == nil {
 			info, err := st.Info(context.Background())
-			if err == nil && info.State.Msgs >= want {
+			if err == nil && info.State.Msgs >= want && (done == nil || done()) {
 				break
 			}
 		}
@@ -335,7 +342,13 @@ func TestResumeAfterCrashBetweenPublishAndSave(t *testing.T) {
 	)
 	m.head = 150
 	m.mu.Unlock()
-	runProducer(t, conn, state, cfg, m, iq, 6)
+	// Stop only once the last window is mined and saved, which the
+	// assertions below are about; the messages alone arrive before that.
+	runProducerUntil(t, conn, state, cfg, m, iq, 6, func() bool {
+		var pos streams.Position
+		found, err := state.GetJSON(ctx, streams.PositionKey("ora"), &pos)
+		return err == nil && found && pos.Text == "150"
+	})
 
 	want := strings.Join([]string{
 		"INSERT HR.ORDERS id=1 tx=A.1.1/0 pos=110/0/0",
