@@ -98,7 +98,7 @@ log: {level: warn}
 	must(b, os.WriteFile(cfgPath, []byte(cfg), 0o600))
 	mig := startBenchFerry(b, "migrate", "--config", cfgPath)
 	defer mig.stopQuietly()
-	waitBench(b, 2*time.Minute, "the pipeline to stream changes", func() bool {
+	eventually(b, 2*time.Minute, "the pipeline to stream changes", func() bool {
 		_, err := runBenchFerry("status", "--config", cfgPath, "--wait-caught-up", "--timeout", "5s")
 		return err == nil
 	})
@@ -150,8 +150,8 @@ log: {level: warn}
 	must(b, err)
 	must(b, sconn.QueryRow(ctx, "SELECT count(*) FROM lat").Scan(&want))
 	sconn.Close(ctx)
-	waitBench(b, 5*time.Minute, "the target to hold every row", func() bool {
-		return rowCount(dstServer, dst, "lat") == want
+	eventually(b, 5*time.Minute, "the target to hold every row", func() bool {
+		return count(b, dstServer, dst, "lat") == want
 	})
 
 	conn, err := dstServer.Connect(ctx, dst)
@@ -247,31 +247,4 @@ func (p *benchProc) stopQuietly() {
 func runBenchFerry(args ...string) (string, error) {
 	out, err := exec.Command(ferryBin, args...).CombinedOutput()
 	return string(out), err
-}
-
-// waitBench polls cond until it holds or the timeout passes.
-func waitBench(b *testing.B, timeout time.Duration, what string, cond func() bool) {
-	b.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			b.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// rowCount returns a table's row count, or -1 when it cannot be read.
-func rowCount(s *pgtest.Server, db, table string) int64 {
-	ctx := context.Background()
-	conn, err := s.Connect(ctx, db)
-	if err != nil {
-		return -1
-	}
-	defer conn.Close(ctx)
-	var n int64
-	if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil {
-		return -1
-	}
-	return n
 }

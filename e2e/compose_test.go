@@ -2,10 +2,11 @@ package e2e
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/ferry-dev/ferry/e2e/pgtest"
 )
 
 // TestComposeConfig validates docker-compose.yml with docker-compose's own
@@ -18,7 +19,7 @@ func TestComposeConfig(t *testing.T) {
 	if err != nil {
 		// .ci/run installs it: on CI a missing docker-compose is a setup
 		// failure, not a reason to pass quietly.
-		if os.Getenv("CI") == "true" {
+		if pgtest.InCI() {
 			t.Fatalf("docker-compose is not installed (CI=true): %v", err)
 		}
 		t.Skipf("docker-compose is not installed: %v", err)

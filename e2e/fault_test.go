@@ -219,18 +219,18 @@ func runFaultTrial(t *testing.T, seed uint64) {
 	if restarts > 0 {
 		t.Logf("%d processes were started again after exiting", restarts)
 	}
-	regressed = nil
-	assertNoRegression(t, p)
+	regressed := assertNoRegression(t, p)
 	for _, pr := range procs {
 		pr.stop(t)
 	}
-	if regressed != nil && kind == faultKillAll {
+	if len(regressed) > 0 && os.Getenv("FERRY_FAULT_DUMP") != "" && kind == faultKillAll {
 		dumpKeyHistory(t, filepath.Join(p.dir, "nats"), regressed)
 	}
 }
 
-// assertNoRegression fails when the target's guard saw a key go back.
-func assertNoRegression(t *testing.T, p *pipeline) {
+// assertNoRegression fails when the target's guard saw a key go back, and
+// returns those keys.
+func assertNoRegression(t *testing.T, p *pipeline) map[int64]bool {
 	t.Helper()
 	conn, err := p.dst.Connect(context.Background(), p.dstDB)
 	if err != nil {
@@ -254,14 +254,8 @@ func assertNoRegression(t *testing.T, p *pipeline) {
 		t.Errorf("key id=%d went back from version %d to %d on the target", g.id, g.seen, g.got)
 		ids[g.id] = true
 	}
-	if len(ids) > 0 && os.Getenv("FERRY_FAULT_DUMP") != "" {
-		regressed = ids
-	}
+	return ids
 }
-
-// regressed holds the keys of the last trial that went back, for the dump
-// after its processes stopped.
-var regressed map[int64]bool
 
 // terminateBackends ends the server's connections matching cond in db, as a
 // network cut or a DBA would.
