@@ -311,6 +311,16 @@ func summary(log *slog.Logger, runners []*appliers.Runner) {
 // restarting cannot fix end the run.
 func superviseProducer(ctx context.Context, p producers.Producer, cfg config.Source, env producers.Env) error {
 	wait := time.Second
+	// backoff waits, doubling up to 30 s; false when ctx ended first.
+	backoff := func() bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+		return true
+	}
 	for {
 		err := p.Run(ctx)
 		if err == nil || !producers.Transient(ctx, err) {
@@ -318,12 +328,9 @@ func superviseProducer(ctx context.Context, p producers.Producer, cfg config.Sou
 		}
 		env.Log.Warn("source stopped on a connection failure; resuming from its saved position", "source", cfg.Name, "err", err, "in", wait)
 		metrics.ProducerRestarts.WithLabelValues(cfg.Name).Inc()
-		select {
-		case <-ctx.Done():
+		if !backoff() {
 			return nil
-		case <-time.After(wait):
 		}
-		wait = min(2*wait, 30*time.Second)
 		for {
 			if p, err = producers.Open(ctx, cfg, env); err == nil {
 				break
@@ -332,12 +339,9 @@ func superviseProducer(ctx context.Context, p producers.Producer, cfg config.Sou
 				return err
 			}
 			env.Log.Warn("reopening source failed; retrying", "source", cfg.Name, "err", err, "in", wait)
-			select {
-			case <-ctx.Done():
+			if !backoff() {
 				return nil
-			case <-time.After(wait):
 			}
-			wait = min(2*wait, 30*time.Second)
 		}
 	}
 }
