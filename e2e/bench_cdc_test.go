@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 
+	"github.com/ferry-dev/ferry/e2e/ferrytest"
 	"github.com/ferry-dev/ferry/e2e/pgtest"
 )
 
@@ -94,11 +94,11 @@ ALTER TABLE lat ENABLE ALWAYS TRIGGER stamp;`))
 sources: [{name: pg, type: postgres, dsn: %q, slot: %s, mode: snapshot+cdc, statusInterval: 200ms}]
 targets: [{name: dst, type: postgres, dsn: %q, from: pg}]
 log: {level: warn}
-`, freePort(b), filepath.Join(dir, "nats"), srcServer.DSN(src), src, dstServer.DSN(dst))
+`, ferrytest.FreePort(b), filepath.Join(dir, "nats"), srcServer.DSN(src), src, dstServer.DSN(dst))
 	must(b, os.WriteFile(cfgPath, []byte(cfg), 0o600))
-	mig := startBenchFerry(b, "migrate", "--config", cfgPath)
-	defer mig.stopQuietly()
-	eventually(b, 2*time.Minute, "the pipeline to stream changes", func() bool {
+	mig := ferrytest.Runner{Bin: ferryBin}.Start(b, "migrate", "--config", cfgPath)
+	defer mig.StopCode(b)
+	ferrytest.Eventually(b, 2*time.Minute, "the pipeline to stream changes", func() bool {
 		_, err := runBenchFerry("status", "--config", cfgPath, "--wait-caught-up", "--timeout", "5s")
 		return err == nil
 	})
@@ -150,7 +150,7 @@ log: {level: warn}
 	must(b, err)
 	must(b, sconn.QueryRow(ctx, "SELECT count(*) FROM lat").Scan(&want))
 	sconn.Close(ctx)
-	eventually(b, 5*time.Minute, "the target to hold every row", func() bool {
+	ferrytest.Eventually(b, 5*time.Minute, "the target to hold every row", func() bool {
 		return count(b, dstServer, dst, "lat") == want
 	})
 
@@ -223,26 +223,6 @@ var (
 	orange = plotColor{255, 127, 14}
 	grey   = plotColor{150, 150, 150}
 )
-
-// benchProc is a ferry process of a benchmark.
-type benchProc struct {
-	cmd *exec.Cmd
-	out *syncBuffer
-}
-
-func startBenchFerry(b *testing.B, args ...string) *benchProc {
-	b.Helper()
-	cmd := exec.Command(ferryBin, args...)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	must(b, cmd.Start())
-	return &benchProc{cmd: cmd, out: out}
-}
-
-func (p *benchProc) stopQuietly() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	_ = p.cmd.Wait()
-}
 
 func runBenchFerry(args ...string) (string, error) {
 	out, err := exec.Command(ferryBin, args...).CombinedOutput()

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-dev/ferry/e2e/ferrytest"
 	"github.com/ferry-dev/ferry/e2e/pgtest"
 )
 
@@ -60,7 +61,7 @@ func BenchmarkMigrateVsCopy(b *testing.B) {
 sources: [{name: pg, type: postgres, dsn: %q, mode: snapshot}]
 targets: [{name: dst, type: postgres, dsn: %q, from: pg}]
 log: {level: warn}
-`, freePort(b), dir+"/nats", srcServer.DSN(src), dstServer.DSN(dst))
+`, ferrytest.FreePort(b), dir+"/nats", srcServer.DSN(src), dstServer.DSN(dst))
 		must(b, os.WriteFile(dir+"/ferry.yaml", []byte(cfg), 0o600))
 		b.StartTimer()
 		start := time.Now()

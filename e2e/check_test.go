@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-dev/ferry/e2e/ferrytest"
 	"github.com/ferry-dev/ferry/internal/preflight"
 )
 
@@ -127,7 +128,7 @@ func TestCheck(t *testing.T) {
 		// by the stream after it, but not in the moment between: wait for
 		// the stream, and let check look again if it met that moment.
 		p.waitCaughtUp()
-		eventually(t, time.Minute, "check to find the slot in use", func() bool {
+		ferrytest.Eventually(t, time.Minute, "check to find the slot in use", func() bool {
 			code, fs = p.checkJSON()
 			for _, f := range find(fs, "slot", preflight.Warn) {
 				if code == 0 && strings.Contains(f.Message, "is in use by process") {
@@ -143,7 +144,7 @@ func TestCheck(t *testing.T) {
 		mustFind(t, fs, "partitions", preflight.OK, "has 8 partitions, as configured")
 		mustFind(t, fs, "slot", preflight.Warn, "is in use by process")
 		mustFind(t, fs, "publication", preflight.OK, "publishes every table ferry moves")
-		mig.stop(t)
+		mig.Stop(t)
 	})
 
 	t.Run("missing source table", func(t *testing.T) {
@@ -328,7 +329,7 @@ func TestCheck(t *testing.T) {
 		p := newPipeline(t)
 		p.dstExec(`CREATE TABLE public.items (id int PRIMARY KEY)`)
 		p.writeConfig("mode: snapshot", "")
-		bad := fmt.Sprintf("postgres://ferry:s3cret-pw@127.0.0.1:%d/x?sslmode=disable", freePort(t))
+		bad := fmt.Sprintf("postgres://ferry:s3cret-pw@127.0.0.1:%d/x?sslmode=disable", ferrytest.FreePort(t))
 		writeFile(t, p.cfgPath, strings.Replace(readFile(t, p.cfgPath), p.src.DSN(p.srcDB), bad, 1))
 		code, out := p.check()
 		if code != 1 {

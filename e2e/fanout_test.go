@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferry-dev/ferry/e2e/ferrytest"
 )
 
 // Two targets read the same source stream, each with its own consumers and
@@ -35,7 +37,7 @@ func TestTwoTargetsOneLate(t *testing.T) {
 	first := p.start("apply", "--config", p.cfgPath, "--target", "dst")
 	p.srcExec(`UPDATE accounts SET balance = balance * 2 WHERE id % 3 = 0`)
 	p.srcExec(`DELETE FROM accounts WHERE id > 1900`)
-	eventually(t, 2*time.Minute, "the first target to hold the changes", func() bool {
+	ferrytest.Eventually(t, 2*time.Minute, "the first target to hold the changes", func() bool {
 		return count(t, p.dst, p.dstDB, "public.accounts") == 1900
 	})
 	if n := count(t, p.dst, second, "public.accounts"); n != 0 {
@@ -57,6 +59,6 @@ func TestTwoTargetsOneLate(t *testing.T) {
 	// The process hosting the embedded NATS (the first applier) stops
 	// last: the producer records its position in NATS when it stops.
 	for _, pr := range []*proc{late, prod, first} {
-		pr.stop(t)
+		pr.Stop(t)
 	}
 }

@@ -6,9 +6,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ferry-dev/ferry/e2e/ferrytest"
 	"github.com/ferry-dev/ferry/streams"
 )
 
@@ -31,62 +29,12 @@ import (
 // FERRY_FAULT_TRIALS sets the number of trials (default: one of each fault);
 // FERRY_FAULT_SEED replays one trial: every trial logs its seed and fault.
 
-// faultKind is one way things break.
-type faultKind int
-
-const (
-	faultKillAll      faultKind = iota // kill -9 of the single migrate process (embedded NATS dies too)
-	faultKillProducer                  // kill -9 of the producer process only
-	faultKillApplier                   // kill -9 of the applier process only
-	faultNATSRestart                   // restart of the external NATS server
-	faultSourceCut                     // ferry's source connections terminated by the server
-	faultTargetCut                     // ferry's target connections terminated by the server
-	faultKinds
-)
-
-func (k faultKind) String() string {
-	return [...]string{"kill-all", "kill-producer", "kill-applier", "nats-restart", "source-conn-cut", "target-conn-cut"}[k]
-}
+// The faults this family is tried with: all of them.
+var pgFaults = ferrytest.AllFaults
 
 func TestFaultTrials(t *testing.T) {
 	servers(t)
-	trials := int(faultKinds)
-	if s := os.Getenv("FERRY_FAULT_TRIALS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			t.Fatalf("FERRY_FAULT_TRIALS=%q is not a positive number", s)
-		}
-		trials = n
-	}
-	if s := os.Getenv("FERRY_FAULT_SEED"); s != "" {
-		seed, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("FERRY_FAULT_SEED=%q is not a number", s)
-		}
-		runFaultTrial(t, seed)
-		return
-	}
-	base := uint64(time.Now().UnixNano())
-	results := map[faultKind][2]int{} // kind → passed, failed
-	for i := range trials {
-		seed := base + uint64(i)
-		// Cycle the kinds so a short run covers each once; the seed picks
-		// the moment and the mix of changes.
-		seed = seed - seed%uint64(faultKinds) + uint64(i%int(faultKinds))
-		ok := t.Run(fmt.Sprintf("trial%03d", i), func(t *testing.T) { runFaultTrial(t, seed) })
-		r := results[faultKind(seed%uint64(faultKinds))]
-		if ok {
-			r[0]++
-		} else {
-			r[1]++
-		}
-		results[faultKind(seed%uint64(faultKinds))] = r
-	}
-	for k := range faultKinds {
-		if r, ok := results[k]; ok {
-			t.Logf("fault %-16s passed %d, failed %d", k, r[0], r[1])
-		}
-	}
+	ferrytest.Trials(t, pgFaults, runFaultTrial)
 }
 
 // faultSetup is the source table and the target's regression guard.
@@ -116,10 +64,7 @@ ALTER TABLE f ENABLE ALWAYS TRIGGER fault_guard;`
 
 const faultKeys = 40_000
 
-func runFaultTrial(t *testing.T, seed uint64) {
-	kind := faultKind(seed % uint64(faultKinds))
-	rng := rand.New(rand.NewPCG(seed, seed>>32|1))
-	t.Logf("seed %d: fault %s (replay with FERRY_FAULT_SEED=%d)", seed, kind, seed)
+func runFaultTrial(t *testing.T, seed uint64, kind ferrytest.Fault, rng *rand.Rand) {
 
 	p := newPipeline(t)
 	p.both(faultDDL)
@@ -127,18 +72,18 @@ func runFaultTrial(t *testing.T, seed uint64) {
 	// Enough rows that an early fault lands inside the snapshot.
 	p.srcExec(fmt.Sprintf(`INSERT INTO f SELECT i, i, md5(i::text) FROM generate_series(1, %d) i`, faultKeys/2))
 
-	var natsSrv *restartableNATS
+	var natsSrv *ferrytest.NATS
 	url := ""
-	if kind != faultKillAll {
-		natsSrv = startRestartableNATS(t)
-		url = natsSrv.url
+	if kind != ferrytest.KillAll {
+		natsSrv = ferrytest.StartNATS(t)
+		url = natsSrv.URL
 	}
 	p.writeConfig("mode: snapshot+cdc\nchunkRows: 2000\nsnapshotWorkers: 2", url)
 
 	w := startFaultWriter(t, p, rng.Uint64())
 	var procs []*proc
 	startAll := func() {
-		if kind == faultKillAll {
+		if kind == ferrytest.KillAll {
 			procs = []*proc{p.start("migrate", "--config", p.cfgPath)}
 			return
 		}
@@ -153,77 +98,50 @@ func runFaultTrial(t *testing.T, seed uint64) {
 	// the snapshot, at the switch to the change stream, or while streaming.
 	// A third of the trials strike within the first 800 ms, where the
 	// snapshot of this table runs.
-	at := time.Duration(rng.Int64N(int64(5 * time.Second)))
-	if rng.IntN(3) == 0 {
-		at = time.Duration(rng.Int64N(int64(800 * time.Millisecond)))
-	}
-	time.Sleep(at + 100*time.Millisecond)
+	time.Sleep(ferrytest.Moment(rng, 800*time.Millisecond, 5*time.Second) + 100*time.Millisecond)
 	for i, pr := range procs {
-		if pr.exited() {
-			t.Fatalf("process %d exited before the fault:\n%s", i, pr.out.String())
+		if pr.Exited() {
+			t.Fatalf("process %d exited before the fault:\n%s", i, pr.Output())
 		}
 	}
 	switch kind {
-	case faultKillAll:
-		procs[0].kill9()
+	case ferrytest.KillAll:
+		procs[0].Kill9()
 		procs[0] = p.start("migrate", "--config", p.cfgPath)
-	case faultKillProducer:
-		procs[0].kill9()
+	case ferrytest.KillProducer:
+		procs[0].Kill9()
 		time.Sleep(time.Duration(rng.Int64N(int64(time.Second))))
 		procs[0] = p.start("produce", "--config", p.cfgPath, "--source", "pg")
-	case faultKillApplier:
-		procs[1].kill9()
+	case ferrytest.KillApplier:
+		procs[1].Kill9()
 		time.Sleep(time.Duration(rng.Int64N(int64(time.Second))))
 		procs[1] = p.start("apply", "--config", p.cfgPath, "--target", "dst")
-	case faultNATSRestart:
-		natsSrv.restart(t, time.Duration(rng.Int64N(int64(2*time.Second))))
-	case faultSourceCut:
+	case ferrytest.NATSRestart:
+		natsSrv.Restart(t, time.Duration(rng.Int64N(int64(2*time.Second))))
+	case ferrytest.SourceCut:
 		terminateBackends(t, p.src.DSN(p.srcDB), p.srcDB, "application_name = 'ferry'")
-	case faultTargetCut:
+	case ferrytest.TargetCut:
 		terminateBackends(t, p.dst.DSN(p.dstDB), p.dstDB, "pid <> pg_backend_pid()")
 	}
 
 	// A process that gave up on a broken connection exits non-zero; an
 	// operator (or systemd, or Kubernetes) starts it again. The watcher
 	// does that until the pipeline has caught up.
-	var mu sync.Mutex
-	restarts := 0
-	watch := make(chan struct{})
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		for {
-			select {
-			case <-watch:
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
-			mu.Lock()
-			for i, pr := range procs {
-				if pr.exited() {
-					t.Logf("process %d exited after the fault (code %d); starting it again. Its last words:\n%s", i, pr.cmd.ProcessState.ExitCode(), lastLines(pr.out.String(), 5))
-					procs[i] = p.start(pr.cmd.Args[1:]...)
-					restarts++
-				}
-			}
-			mu.Unlock()
-		}
-	}()
+	watcher := ferrytest.Watch(t, procs...)
 	// Changes keep coming for a while after the fault.
 	time.Sleep(2 * time.Second)
 	w.finish(t)
 	p.waitCaughtUp()
-	close(watch)
-	<-watched
+	procs, restarts := watcher.Stop()
 	p.assertEqual("public.f", "id")
 	if restarts > 0 {
 		t.Logf("%d processes were started again after exiting", restarts)
 	}
 	regressed := assertNoRegression(t, p)
 	for _, pr := range procs {
-		pr.stop(t)
+		pr.Stop(t)
 	}
-	if len(regressed) > 0 && os.Getenv("FERRY_FAULT_DUMP") != "" && kind == faultKillAll {
+	if len(regressed) > 0 && os.Getenv("FERRY_FAULT_DUMP") != "" && kind == ferrytest.KillAll {
 		dumpKeyHistory(t, filepath.Join(p.dir, "nats"), regressed)
 	}
 }
@@ -358,56 +276,6 @@ func (w *faultWriter) finish(t *testing.T) {
 	t.Logf("source writer committed %d transactions", w.n.Load())
 }
 
-// restartableNATS is an external NATS server that the test can stop and
-// start again on the same port and store, as an operator restart would.
-type restartableNATS struct {
-	mu   sync.Mutex
-	opts *server.Options
-	srv  *server.Server
-	url  string
-}
-
-func startRestartableNATS(t *testing.T) *restartableNATS {
-	t.Helper()
-	n := &restartableNATS{opts: &server.Options{
-		Host: "127.0.0.1", Port: freePort(t), JetStream: true,
-		StoreDir: filepath.Join(t.TempDir(), "js"), NoSigs: true, NoLog: true,
-	}}
-	n.start(t)
-	n.url = n.srv.ClientURL()
-	t.Cleanup(func() {
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		n.srv.Shutdown()
-	})
-	return n
-}
-
-func (n *restartableNATS) start(t *testing.T) {
-	t.Helper()
-	srv, err := server.NewServer(n.opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(20 * time.Second) {
-		t.Fatal("NATS server did not start")
-	}
-	n.srv = srv
-}
-
-// restart shuts the server down, waits down for the given time, and starts
-// it again with the same store.
-func (n *restartableNATS) restart(t *testing.T, down time.Duration) {
-	t.Helper()
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.srv.Shutdown()
-	n.srv.WaitForShutdown()
-	time.Sleep(down)
-	n.start(t)
-}
-
 // dumpKeyHistory prints, for a failed trial, every event of the given keys
 // in the embedded server's stream, in stream order, with the version each
 // carried: what a reader needs to see how a key went back.
@@ -461,10 +329,4 @@ func dumpKeyHistory(t *testing.T, storeDir string, ids map[int64]bool) {
 			t.Logf("seq %d subj %s id %s: id=%d op=%s ver=%d pos=%s tx=%s/%d", seq, m.Subject, m.Header.Get("Nats-Msg-Id"), id, e.GetOp(), ver, e.GetPositionText(), e.GetTxId(), e.GetTxIndex())
 		}
 	}
-}
-
-// lastLines returns the last n lines of s.
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

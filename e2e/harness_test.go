@@ -3,22 +3,18 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/ferry-dev/ferry/e2e/ferrytest"
 	"github.com/ferry-dev/ferry/e2e/pgtest"
 )
 
@@ -33,19 +29,13 @@ var (
 
 func TestMain(m *testing.M) {
 	code := func() int {
-		dir, err := os.MkdirTemp("", "ferry-e2e-bin")
+		bin, cleanup, err := ferrytest.Build("../cmd/ferry")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		defer os.RemoveAll(dir)
-		ferryBin = filepath.Join(dir, "ferry")
-		build := exec.Command("go", "build", "-o", ferryBin, "../cmd/ferry")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "building ferry:", err)
-			return 1
-		}
+		defer cleanup()
+		ferryBin = bin
 		ctx := context.Background()
 		srcServer, setupErr = pgtest.Start(ctx, pgtest.Options{Logical: true})
 		if setupErr == nil {
@@ -86,7 +76,7 @@ func newPipeline(t *testing.T) *pipeline {
 	t.Helper()
 	src, dst := servers(t)
 	name := dbNameRE.ReplaceAllString(strings.ToLower(t.Name()), "_")
-	p := &pipeline{t: t, name: name, src: src, dst: dst, srcDB: "s_" + name, dstDB: "d_" + name, dir: t.TempDir(), natsPort: freePort(t)}
+	p := &pipeline{t: t, name: name, src: src, dst: dst, srcDB: "s_" + name, dstDB: "d_" + name, dir: t.TempDir(), natsPort: ferrytest.FreePort(t)}
 	ctx := context.Background()
 	for _, db := range []struct {
 		s    *pgtest.Server
@@ -164,98 +154,18 @@ func (p *pipeline) dstExec(sql string, args ...any) {
 }
 
 // proc is a running ferry process.
-type proc struct {
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan struct{}
-	err  error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type proc = ferrytest.Proc
 
 // start runs ferry in the background; its output is shown if the test fails.
 func (p *pipeline) start(args ...string) *proc {
 	p.t.Helper()
-	cmd := exec.Command(ferryBin, args...)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
-	pr := &proc{cmd: cmd, out: out, done: make(chan struct{})}
-	go func() { pr.err = cmd.Wait(); close(pr.done) }()
-	p.t.Cleanup(func() {
-		select {
-		case <-pr.done:
-		default:
-			_ = cmd.Process.Kill()
-			<-pr.done
-		}
-		if p.t.Failed() {
-			p.t.Logf("ferry %s output:\n%s", strings.Join(args, " "), out.String())
-		}
-	})
-	return pr
+	return ferrytest.Runner{Bin: ferryBin}.Start(p.t, args...)
 }
 
 // run runs ferry to completion and returns its exit code and output.
 func (p *pipeline) run(timeout time.Duration, args ...string) (int, string) {
 	p.t.Helper()
-	pr := p.start(args...)
-	select {
-	case <-pr.done:
-	case <-time.After(timeout):
-		_ = pr.cmd.Process.Kill()
-		<-pr.done
-		p.t.Fatalf("ferry %s did not finish within %s:\n%s", strings.Join(args, " "), timeout, pr.out.String())
-	}
-	return pr.cmd.ProcessState.ExitCode(), pr.out.String()
-}
-
-// stop sends SIGTERM and waits: ferry must finish in-flight work and exit 0.
-func (pr *proc) stop(t *testing.T) {
-	t.Helper()
-	_ = pr.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-pr.done:
-	case <-time.After(60 * time.Second):
-		_ = pr.cmd.Process.Kill()
-		<-pr.done
-		t.Fatalf("ferry did not stop within 60s of SIGTERM:\n%s", pr.out.String())
-	}
-	if code := pr.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("ferry exited %d after SIGTERM, want 0:\n%s", code, pr.out.String())
-	}
-}
-
-// kill9 kills the process the hard way.
-func (pr *proc) kill9() {
-	_ = pr.cmd.Process.Signal(syscall.SIGKILL)
-	<-pr.done
-}
-
-func (pr *proc) exited() bool {
-	select {
-	case <-pr.done:
-		return true
-	default:
-		return false
-	}
+	return ferrytest.Runner{Bin: ferryBin}.Run(p.t, timeout, args...)
 }
 
 // waitCaughtUp runs the cut-over check.
@@ -339,28 +249,6 @@ func trunc(s string) string {
 		return s[:200] + "…"
 	}
 	return s
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// eventually polls cond until it holds or the timeout passes.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // count returns a table's row count on a server.

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-dev/ferry/e2e/ferrytest"
 	"github.com/ferry-dev/ferry/e2e/pgtest"
 )
 
@@ -69,7 +70,7 @@ func TestMetricsHealthAndStatus(t *testing.T) {
 	p.both(`CREATE TABLE public.accounts (id bigint PRIMARY KEY, owner text NOT NULL, balance numeric(14,2))`)
 	p.srcExec(`INSERT INTO accounts SELECT i, 'owner ' || i, i FROM generate_series(1, 5000) i`)
 	p.writeConfig("mode: snapshot+cdc", "")
-	port := freePort(t)
+	port := ferrytest.FreePort(t)
 	cfg := readFile(t, p.cfgPath) + fmt.Sprintf("metrics:\n  addr: 127.0.0.1:%d\n", port)
 	writeFile(t, p.cfgPath, cfg)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -100,7 +101,7 @@ func TestMetricsHealthAndStatus(t *testing.T) {
 	p.srcExec(`INSERT INTO accounts SELECT i, 'late ' || i, 0 FROM generate_series(5001, 5100) i`)
 	p.waitCaughtUp()
 	var m map[string]float64
-	eventually(t, 30*time.Second, "metrics with the changes applied and lag back to ~0", func() bool {
+	ferrytest.Eventually(t, 30*time.Second, "metrics with the changes applied and lag back to ~0", func() bool {
 		m = scrape(t, base+"/metrics")
 		return m["ferry_source_events_published_total"] >= 5400 && m["ferry_target_events_applied_total"] >= 5400 &&
 			m["ferry_source_lag_seconds"] <= 1 && m["ferry_target_lag_seconds"] <= 1 && m["ferry_target_pending_events"] == 0
@@ -118,11 +119,11 @@ func TestMetricsHealthAndStatus(t *testing.T) {
 	if err := own.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "healthz to report the stopped target", func() bool {
+	ferrytest.Eventually(t, 30*time.Second, "healthz to report the stopped target", func() bool {
 		code, body := healthz(base + "/_/healthz")
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "target dst")
 	})
 	p.srcExec(`UPDATE accounts SET balance = 0 WHERE id = 1`) // pending while the target is down
-	mig.stop(t)
+	mig.Stop(t)
 	_ = os.Remove(p.cfgPath)
 }

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ferry-dev/ferry/e2e/ferrytest"
 )
 
 // typesDDL is a table holding every type the codec must carry losslessly.
@@ -128,7 +130,7 @@ func TestSnapshotThenChanges(t *testing.T) {
 	p.assertEqual("public.accounts", "id")
 	p.assertEqual("public.docs", "id")
 	p.assertEqual("public.alltypes", "id")
-	mig.stop(t)
+	mig.Stop(t)
 }
 
 // writer makes a steady stream of inserts, updates and deletes, also to the
@@ -199,28 +201,28 @@ func TestKillDuringSnapshotAndChanges(t *testing.T) {
 	w := startWriter(t, p, time.Now().UnixNano())
 
 	mig := p.start("migrate", "--config", p.cfgPath)
-	eventually(t, 2*time.Minute, "the snapshot to be under way", func() bool {
+	ferrytest.Eventually(t, 2*time.Minute, "the snapshot to be under way", func() bool {
 		n := count(t, p.dst, p.dstDB, "public.big")
-		return n > 20_000 || mig.exited()
+		return n > 20_000 || mig.Exited()
 	})
-	if mig.exited() {
-		t.Fatalf("ferry exited early:\n%s", mig.out.String())
+	if mig.Exited() {
+		t.Fatalf("ferry exited early:\n%s", mig.Output())
 	}
 	if n := count(t, p.dst, p.dstDB, "public.big"); n >= 200_000 {
 		t.Fatalf("snapshot already finished (%d rows) before the kill; make it bigger", n)
 	}
-	mig.kill9()
+	mig.Kill9()
 
 	mig = p.start("migrate", "--config", p.cfgPath)
 	p.waitCaughtUp() // snapshot finished and the change stream running
 	time.Sleep(time.Second)
-	mig.kill9()
+	mig.Kill9()
 
 	mig = p.start("migrate", "--config", p.cfgPath)
 	w.finish(t)
 	p.waitCaughtUp()
 	assertSnapshotTables(p)
-	mig.stop(t)
+	mig.Stop(t)
 }
 
 // Producer and applier as separate processes against an external NATS
@@ -238,13 +240,13 @@ func TestSeparateProcessesExternalNATS(t *testing.T) {
 	p.waitCaughtUp()
 	assertSnapshotTables(p)
 	// The applier restarts from its consumers' ack floor.
-	app.stop(t)
+	app.Stop(t)
 	p.srcExec(`UPDATE big SET payload = 'while applier down' WHERE id <= 500`)
 	app = p.start("apply", "--config", p.cfgPath, "--target", "dst")
 	p.waitCaughtUp()
 	p.assertEqual("public.big", "id")
-	prod.stop(t)
-	app.stop(t)
+	prod.Stop(t)
+	app.Stop(t)
 }
 
 // Bad input gets a clear error and the right exit code.
@@ -268,7 +270,7 @@ func TestBadInput(t *testing.T) {
 	t.Run("unreachable database", func(t *testing.T) {
 		p := newPipeline(t)
 		p.writeConfig("mode: snapshot", "")
-		bad := fmt.Sprintf("postgres://ferry:s3cret-pw@127.0.0.1:%d/x?sslmode=disable", freePort(t))
+		bad := fmt.Sprintf("postgres://ferry:s3cret-pw@127.0.0.1:%d/x?sslmode=disable", ferrytest.FreePort(t))
 		cfg := strings.Replace(readFile(t, p.cfgPath), p.src.DSN(p.srcDB), bad, 1)
 		writeFile(t, p.cfgPath, cfg)
 		code, out := p.run(time.Minute, "migrate", "--config", p.cfgPath)
@@ -340,7 +342,7 @@ func TestCDCOnlyAndIdleSlotAdvances(t *testing.T) {
 		}
 		return *lsn
 	}
-	eventually(t, time.Minute, "the replication slot", func() bool { return slotLSN() != "" || mig.exited() })
+	ferrytest.Eventually(t, time.Minute, "the replication slot", func() bool { return slotLSN() != "" || mig.Exited() })
 	p.srcExec(`INSERT INTO accounts SELECT i, 'new ' || i, i FROM generate_series(101, 110) i`)
 	p.srcExec(`UPDATE accounts SET balance = 0 WHERE id = 5`)
 	p.srcExec(`DELETE FROM accounts WHERE id = 6`)
@@ -351,10 +353,10 @@ func TestCDCOnlyAndIdleSlotAdvances(t *testing.T) {
 	}
 	p.srcExec(`CREATE TABLE public.elsewhere AS SELECT 1 AS x`) // not published: only WAL
 	before := lsnNow(t, p)
-	eventually(t, 30*time.Second, "the slot to confirm WAL written to unpublished tables", func() bool {
+	ferrytest.Eventually(t, 30*time.Second, "the slot to confirm WAL written to unpublished tables", func() bool {
 		return lsnGE(slotLSN(), before)
 	})
-	mig.stop(t)
+	mig.Stop(t)
 }
 
 // SIGTERM during the snapshot finishes the chunks in hand, records them and
@@ -364,10 +366,10 @@ func TestSigtermDuringSnapshot(t *testing.T) {
 	seedSnapshot(p, 200_000)
 	p.writeConfig("mode: snapshot\nchunkRows: 4000\nsnapshotWorkers: 2", "")
 	mig := p.start("migrate", "--config", p.cfgPath)
-	eventually(t, 2*time.Minute, "the snapshot to be under way", func() bool {
-		return count(t, p.dst, p.dstDB, "public.big") > 10_000 || mig.exited()
+	ferrytest.Eventually(t, 2*time.Minute, "the snapshot to be under way", func() bool {
+		return count(t, p.dst, p.dstDB, "public.big") > 10_000 || mig.Exited()
 	})
-	mig.stop(t)
+	mig.Stop(t)
 	code, out := p.run(5*time.Minute, "migrate", "--config", p.cfgPath)
 	if code != 0 {
 		t.Fatalf("second migrate exited %d:\n%s", code, out)
@@ -418,7 +420,7 @@ func TestReplicaIdentityFull(t *testing.T) {
 	p.srcExec(`UPDATE accounts SET id = id + 1000 WHERE id = 3`)
 	p.waitCaughtUp()
 	p.assertEqual("public.accounts", "id")
-	mig.stop(t)
+	mig.Stop(t)
 }
 
 // A partitioned table: the snapshot reads the root; live changes to its
@@ -437,7 +439,7 @@ func TestPartitionedTable(t *testing.T) {
 	p.srcExec(`DELETE FROM events WHERE id % 7 = 0`)
 	p.waitCaughtUp()
 	p.assertEqual("public.events", "id, at")
-	mig.stop(t)
+	mig.Stop(t)
 }
 
 // Changing what a finished pipeline covers is refused with what to do: a

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ferry-dev/ferry/e2e/ferrytest"
 	"github.com/ferry-dev/ferry/e2e/pgtest"
 )
 
@@ -147,7 +148,7 @@ func TestReplaySeedFromLogAfterTrim(t *testing.T) {
 	}
 
 	// The second target is down while the source changes, then catches up.
-	two.stop(t)
+	two.Stop(t)
 	p.srcExec(`UPDATE accounts SET owner = owner || ' (moved)' WHERE id % 7 = 0`)
 	p.srcExec(`UPDATE accounts SET id = id + 100000 WHERE id BETWEEN 10 AND 20`)
 	p.srcExec(`DELETE FROM accounts WHERE id % 11 = 0`)
@@ -157,7 +158,7 @@ func TestReplaySeedFromLogAfterTrim(t *testing.T) {
 	}
 	two = p.start("apply", "--config", p.cfgPath, "--target", "second")
 	p.waitSame(second, "public.accounts", "public.accounts")
-	two.stop(t)
+	two.Stop(t)
 
 	// Changes the second target will miss, then the retention trims every
 	// event the compactor has folded. The source role may no longer read
@@ -165,15 +166,15 @@ func TestReplaySeedFromLogAfterTrim(t *testing.T) {
 	p.srcExec(`UPDATE accounts SET balance = balance + 1 WHERE id % 5 = 0`)
 	p.waitSame(p.dstDB, "public.accounts", "public.accounts")
 	p.srcExec("REVOKE SELECT ON accounts FROM " + role)
-	prod.stop(t)
+	prod.Stop(t)
 	setConfig("retention: {maxAge: 1s}")
 	prod = p.start("produce", "--config", p.cfgPath)
 	st := changeStream(t, natsURL)
-	eventually(t, time.Minute, "the change stream to be trimmed", func() bool {
+	ferrytest.Eventually(t, time.Minute, "the change stream to be trimmed", func() bool {
 		info, err := st.Info(ctx)
 		return err == nil && info.State.Msgs == 0 && info.State.FirstSeq > 1
 	})
-	prod.stop(t)
+	prod.Stop(t)
 	setConfig("retention: {maxAge: 1h}")
 	prod = p.start("produce", "--config", p.cfgPath)
 
@@ -184,8 +185,8 @@ func TestReplaySeedFromLogAfterTrim(t *testing.T) {
 	three := p.start("apply", "--config", p.cfgPath, "--target", "third")
 	p.waitSame(third, "public.accounts", "public.accounts")
 	p.waitSame(p.dstDB, "public.accounts", "public.accounts")
-	if !strings.Contains(three.out.String(), "lane seeded from the state stream") {
-		t.Fatalf("the third target was not seeded from the state stream:\n%s", three.out.String())
+	if !strings.Contains(three.Output(), "lane seeded from the state stream") {
+		t.Fatalf("the third target was not seeded from the state stream:\n%s", three.Output())
 	}
 
 	// The second target's lanes lost events to the retention: refused.
@@ -201,11 +202,11 @@ func TestReplaySeedFromLogAfterTrim(t *testing.T) {
 	p.waitSame(second, "public.accounts", "public.accounts")
 	p.waitSame(third, "public.accounts", "public.accounts")
 	p.waitSame(p.dstDB, "public.accounts", "public.accounts")
-	if prod.exited() || strings.Contains(prod.out.String(), "permission denied") {
-		t.Fatalf("the producer queried the table it may no longer read:\n%s", prod.out.String())
+	if prod.Exited() || strings.Contains(prod.Output(), "permission denied") {
+		t.Fatalf("the producer queried the table it may no longer read:\n%s", prod.Output())
 	}
 	for _, pr := range []*proc{two, three, first, prod} {
-		pr.stop(t)
+		pr.Stop(t)
 	}
 }
 
@@ -302,11 +303,11 @@ func TestReplayFromSequenceAndEvents(t *testing.T) {
 
 	// An operator error empties the target; every row changed after the
 	// first update, so replaying from there rebuilds it.
-	app.stop(t)
+	app.Stop(t)
 	p.dstExec(`TRUNCATE accounts`)
 	app = p.start("apply", "--config", p.cfgPath, "--target", "dst", "--from-sequence", fmt.Sprint(firstUpdate.Seq))
 	p.waitSame(p.dstDB, "public.accounts", "public.accounts")
-	app.stop(t)
+	app.Stop(t)
 
 	p.dstExec(`TRUNCATE accounts`)
 	app = p.start("apply", "--config", p.cfgPath, "--target", "dst", "--from-time", firstUpdate.Time.Format(time.RFC3339Nano))
@@ -319,8 +320,8 @@ func TestReplayFromSequenceAndEvents(t *testing.T) {
 		t.Fatalf("replay from beyond the stream: exit %d:\n%s", code, out)
 	}
 	_ = ctx
-	app.stop(t)
-	prod.stop(t)
+	app.Stop(t)
+	prod.Stop(t)
 }
 
 // Table and column renames: events of public.items land in public.goods,
@@ -353,8 +354,8 @@ func TestRenameTablesAndColumns(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "items.qty is renamed to quantity, but target table public.goods has no column quantity") {
 		t.Fatalf("apply with a rename to a missing column: exit %d:\n%s", code, out)
 	}
-	app.stop(t)
-	prod.stop(t)
+	app.Stop(t)
+	prod.Stop(t)
 }
 
 // BenchmarkReplaySeed measures, at FERRY_BENCH_ROWS keys (default
@@ -379,7 +380,7 @@ func BenchmarkReplaySeed(b *testing.B) {
 	}
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		port := freePort(b)
+		port := ferrytest.FreePort(b)
 		srv := exec.Command(natsBin, "-js", "-sd", filepath.Join(dir, fmt.Sprint("js", i)), "-a", "127.0.0.1", "-p", fmt.Sprint(port))
 		must(b, srv.Start())
 		natsURL := fmt.Sprintf("nats://127.0.0.1:%d", port)
@@ -462,10 +463,7 @@ log: {level: info, format: text}
 
 		b.StartTimer()
 		start := time.Now()
-		app := exec.Command(ferryBin, "apply", "--config", cfgPath, "--target", "seed")
-		var appOut syncBuffer
-		app.Stdout, app.Stderr = &appOut, &appOut
-		must(b, app.Start())
+		app := ferrytest.Runner{Bin: ferryBin}.Start(b, "apply", "--config", cfgPath, "--target", "seed")
 		// Fail when the seed stops making progress for a minute.
 		last, lastAt := int64(-1), time.Now()
 		for n := count(b, dstServer, seed, "bench"); n != int64(rows); n = count(b, dstServer, seed, "bench") {
@@ -473,17 +471,16 @@ log: {level: info, format: text}
 				last, lastAt = n, time.Now()
 			}
 			if time.Since(lastAt) > time.Minute {
-				_ = app.Process.Signal(syscall.SIGQUIT)
-				_ = app.Wait()
-				b.Fatalf("seed target stalled at %d rows:\n%s", n, appOut.String())
+				app.Signal(syscall.SIGQUIT)
+				<-app.Done()
+				b.Fatalf("seed target stalled at %d rows:\n%s", n, app.Output())
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
 		seedDur := time.Since(start)
 		b.StopTimer()
-		_ = app.Process.Signal(syscall.SIGTERM)
-		_ = app.Wait()
-		applyRSS := app.ProcessState.SysUsage().(*syscall.Rusage).Maxrss
+		app.StopCode(b)
+		applyRSS := app.MaxRSSKiB()
 		_, natsPeak := procMem(b, srv.Process.Pid)
 		sn, ssum := tableDigest(b, srcServer, src, "bench", "id")
 		dn, dsum := tableDigest(b, dstServer, seed, "bench", "id")
@@ -501,7 +498,7 @@ log: {level: info, format: text}
 		b.ReportMetric(float64(rssAfterCompact)/1024, "nats-RSS-MiB")
 		b.ReportMetric(float64(natsPeak)/1024, "nats-peak-RSS-MiB")
 		b.ReportMetric(float64(applyRSS)/1024, "seed-apply-peak-RSS-MiB")
-		for _, l := range strings.Split(appOut.String(), "\n") {
+		for _, l := range strings.Split(app.Output(), "\n") {
 			if strings.Contains(l, "seeded from the state stream") && !strings.Contains(l, "lane=") {
 				b.Log(l)
 			}

@@ -3,12 +3,9 @@ package e2e
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"testing"
-	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-
+	"github.com/ferry-dev/ferry/e2e/ferrytest"
 	"github.com/ferry-dev/ferry/e2e/pgtest"
 )
 
@@ -32,19 +29,7 @@ func writeFile(t *testing.T, path, s string) {
 // external deployment; ferry reaches it by URL like any other.
 func startNATS(t *testing.T) string {
 	t.Helper()
-	srv, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: freePort(t), JetStream: true,
-		StoreDir: filepath.Join(t.TempDir(), "js"), NoSigs: true, NoLog: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server did not start")
-	}
-	t.Cleanup(srv.Shutdown)
-	return srv.ClientURL()
+	return ferrytest.StartNATS(t).URL
 }
 
 // plainSource starts a PostgreSQL without logical decoding holding database

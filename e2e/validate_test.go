@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-dev/ferry/e2e/ferrytest"
 	"github.com/ferry-dev/ferry/e2e/pgtest"
 )
 
@@ -158,7 +159,7 @@ func TestValidateReportAndRepair(t *testing.T) {
 	}
 	p.assertEqual("public.items", "id")
 	p.assertEqual("public.lines", "order_id, line_no")
-	mig.stop(t)
+	mig.Stop(t)
 }
 
 // A validation killed halfway continues where it stopped: the ranges it
@@ -178,14 +179,14 @@ func TestValidateResume(t *testing.T) {
 	f.Close()
 	args := []string{"validate", "--config", p.cfgPath, "--tables", "items", "--range-rows", "1000", "--parallel", "1"}
 	slow := p.start(append(args, "--rows-per-second", "2000")...)
-	eventually(t, 2*time.Minute, "three ranges checked", func() bool {
-		return strings.Count(slow.out.String(), "range checked") >= 3 || slow.exited()
+	ferrytest.Eventually(t, 2*time.Minute, "three ranges checked", func() bool {
+		return strings.Count(slow.Output(), "range checked") >= 3 || slow.Exited()
 	})
-	slow.kill9()
-	if slow.cmd.ProcessState.ExitCode() != -1 {
-		t.Fatalf("the slow validation finished before it was killed:\n%s", slow.out.String())
+	slow.Kill9()
+	if slow.ExitCode() != -1 {
+		t.Fatalf("the slow validation finished before it was killed:\n%s", slow.Output())
 	}
-	checked := strings.Count(slow.out.String(), "range checked")
+	checked := strings.Count(slow.Output(), "range checked")
 
 	code, out, rep := p.validate("--tables", "items", "--range-rows", "1000", "--parallel", "1")
 	if code != 0 {
@@ -239,7 +240,7 @@ func TestValidateLive(t *testing.T) {
 		}
 	}()
 	// Let the stream be busy before validating.
-	eventually(t, time.Minute, "changes streaming", func() bool { return writes.Load() > 200 })
+	ferrytest.Eventually(t, time.Minute, "changes streaming", func() bool { return writes.Load() > 200 })
 	code, out, rep := p.validate("--live", "--live-delay", "2s", "--range-rows", "500")
 	// Repair while the changes still stream: repairs are ordered with them.
 	rcode, rout, _ := p.validate("--live", "--live-delay", "2s", "--range-rows", "500", "--repair")
@@ -266,7 +267,7 @@ func TestValidateLive(t *testing.T) {
 	if !strings.Contains(out, "public.items missing: id=4321") {
 		t.Errorf("summary lacks the deleted row:\n%s", out)
 	}
-	mig.stop(t)
+	mig.Stop(t)
 }
 
 // A config naming a table the target lacks is an error (exit 2) that names
@@ -342,12 +343,12 @@ func TestValidateRepairNeedsAnApplier(t *testing.T) {
 		t.Fatalf("repair without an applier exited %d, want 2 saying so:\n%s", code, out)
 	}
 	apply := p.start("apply", "--config", p.cfgPath)
-	eventually(t, time.Minute, "the applier to apply the earlier repairs", func() bool { return count(t, p.dst, p.dstDB, "items") == 2000 })
+	ferrytest.Eventually(t, time.Minute, "the applier to apply the earlier repairs", func() bool { return count(t, p.dst, p.dstDB, "items") == 2000 })
 	code, out, _ = p.validate("--repair")
 	if code != 0 {
 		t.Fatalf("validate --repair with the applier running exited %d:\n%s", code, out)
 	}
-	apply.stop(t)
+	apply.Stop(t)
 	p.assertEqual("public.items", "id")
 }
 
@@ -358,8 +359,8 @@ func TestValidateContinuous(t *testing.T) {
 	seedValidate(p, 500)
 	p.snapshotOnce()
 	v := p.start("validate", "--config", p.cfgPath, "--continuous", "--interval", "200ms")
-	eventually(t, time.Minute, "three passes", func() bool { return strings.Count(v.out.String(), "result: EQUAL") >= 3 })
-	v.stop(t)
+	ferrytest.Eventually(t, time.Minute, "three passes", func() bool { return strings.Count(v.Output(), "result: EQUAL") >= 3 })
+	v.Stop(t)
 }
 
 // BenchmarkValidate measures `ferry validate` on the benchmark table
@@ -392,7 +393,7 @@ func BenchmarkValidate(b *testing.B) {
 sources: [{name: pg, type: postgres, dsn: %q, mode: snapshot}]
 targets: [{name: dst, type: postgres, dsn: %q, from: pg}]
 log: {level: warn}
-`, freePort(b), dir+"/nats", srcServer.DSN(src), dstServer.DSN(dst))
+`, ferrytest.FreePort(b), dir+"/nats", srcServer.DSN(src), dstServer.DSN(dst))
 		must(b, os.WriteFile(dir+"/ferry.yaml", []byte(cfg), 0o600))
 
 		b.StopTimer()
