@@ -75,7 +75,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if r.state, err = r.conn.State(ctx); err != nil {
+	if r.state, err = retry(ctx, r.log, "opening the state bucket", r.conn.State); err != nil {
 		return err
 	}
 	if su, ok := r.target.(StateUser); ok {
@@ -112,7 +112,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		return err
 	}
 	for lane, m := range seeded {
-		if cons[lane], err = r.conn.ResetLaneConsumer(ctx, r.cfg.From, r.cfg.Name, lane, r.cfg.BatchSize, m+1); err != nil {
+		if cons[lane], err = retry(ctx, r.log, "moving the lane's consumer past the seed", func(ctx context.Context) (jetstream.Consumer, error) {
+			return r.conn.ResetLaneConsumer(ctx, r.cfg.From, r.cfg.Name, lane, r.cfg.BatchSize, m+1)
+		}); err != nil {
 			return err
 		}
 	}
@@ -129,7 +131,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := r.runLane(ctx, Lane{Source: r.cfg.From, Partition: lane}, c); err != nil {
+			if err := r.superviseLane(ctx, Lane{Source: r.cfg.From, Partition: lane}, c); err != nil {
 				cancel(err)
 			}
 		}()
@@ -165,6 +167,48 @@ func (r *Runner) waitStream(ctx context.Context) (int, error) {
 			return 0, nil
 		case <-time.After(500 * time.Millisecond):
 		}
+	}
+}
+
+// superviseLane runs a lane until ctx ends or the lane fails permanently.
+// A lane that fails otherwise (NATS restarting while its consumer is being
+// reset, the stream lookup at its start, its consumer lost) starts again
+// after a pause, with its consumer set right after what the target holds:
+// an applier is a service and rides out what the producers ride out,
+// rather than exit and take the healthy lanes down with it.
+func (r *Runner) superviseLane(ctx context.Context, lane Lane, cons jetstream.Consumer) error {
+	log := r.log.With("lane", lane.Partition)
+	wait := 200 * time.Millisecond
+	for {
+		started := time.Now()
+		err := r.runLane(ctx, lane, cons)
+		if err == nil || errors.Is(err, ErrPermanent) || ctx.Err() != nil {
+			return err
+		}
+		if time.Since(started) > time.Minute {
+			wait = 200 * time.Millisecond // it ran well for a while: a new trouble
+		}
+		log.Warn("lane failed; starting it again", "err", err, "in", wait)
+		metrics.LaneRestarts.WithLabelValues(r.cfg.Name, r.cfg.From).Inc()
+		sleepCtx(ctx, wait)
+		wait = min(wait*2, 10*time.Second)
+		c, err := retry(ctx, log, "restarting the lane's consumer", func(ctx context.Context) (jetstream.Consumer, error) {
+			applied, err := r.target.Applied(ctx, lane)
+			if err != nil {
+				return nil, err
+			}
+			return r.conn.ResetLaneConsumer(ctx, lane.Source, r.cfg.Name, lane.Partition, r.cfg.BatchSize, applied+1)
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		cons = c
+		r.mu.Lock()
+		r.consumers[lane.Partition] = cons
+		r.mu.Unlock()
 	}
 }
 
@@ -220,6 +264,11 @@ func (r *Runner) runLane(ctx context.Context, lane Lane, cons jetstream.Consumer
 		}
 		maxBytes = batchBytes
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && len(msgs) == 0 && ctx.Err() == nil {
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				// Waiting would wait forever: the lane is started again
+				// with a new consumer.
+				return fmt.Errorf("fetching for lane %d: %w", lane.Partition, err)
+			}
 			log.Warn("fetching from stream", "err", err)
 			sleepCtx(ctx, time.Second)
 			continue

@@ -33,6 +33,8 @@ var (
 	// Target side.
 	EventsApplied = counter("ferry_target_events_applied_total",
 		"Events a target committed.", "target", "source", "table")
+	LaneRestarts = counter("ferry_target_lane_restarts_total",
+		"Times an applier lane was started again after a failure that was not permanent (NATS away, its consumer lost).", "target", "source")
 	ApplyErrors = counter("ferry_target_apply_errors_total",
 		"Failed attempts to apply a batch (each is retried, or stops the applier when permanent).", "target", "source")
 	DeadLettered = counter("ferry_target_dead_lettered_total",
@@ -61,7 +63,7 @@ func init() {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		EventsPublished, SnapshotRows, SnapshotRowsEstimate, SnapshotChunksDone, SnapshotChunksTotal,
-		SourceLag, SourcePosition,
-		EventsApplied, ApplyErrors, DeadLettered, BatchSeconds, TargetLag, ConsumerPending,
+		ProducerRestarts, SourceLag, SourcePosition,
+		EventsApplied, LaneRestarts, ApplyErrors, DeadLettered, BatchSeconds, TargetLag, ConsumerPending,
 	)
 }
