@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -142,5 +144,39 @@ func TestBadInputCatalogue(t *testing.T) {
 				c.after(t, p)
 			}
 		})
+	}
+}
+
+// A stream recreated under a target that applied more of the old one (the
+// event log's store was deleted and the source read again): the target's
+// applied sequences would skip the new stream's first events, so the
+// applier refuses, saying how to start the target over, and writes nothing.
+func TestStreamRecreatedUnderTarget(t *testing.T) {
+	p := newPipeline(t)
+	p.both(`CREATE TABLE public.items (id int PRIMARY KEY, v text)`)
+	p.srcExec(`INSERT INTO items SELECT i, 'first' FROM generate_series(1, 2000) i`)
+	p.writeConfig("mode: snapshot\nchunkRows: 100", "")
+	if code, out := p.run(2*time.Minute, "migrate", "--config", p.cfgPath); code != 0 {
+		t.Fatalf("first migration exited %d:\n%s", code, out)
+	}
+	// The log is lost; the source now holds fewer rows, so the new stream
+	// ends before the sequences the target applied.
+	if err := os.RemoveAll(filepath.Join(p.dir, "nats")); err != nil {
+		t.Fatal(err)
+	}
+	p.srcExec(`DELETE FROM items WHERE id > 100`)
+	p.srcExec(`UPDATE items SET v = 'second'`)
+	code, out := p.run(2*time.Minute, "migrate", "--config", p.cfgPath)
+	if code != 1 {
+		t.Fatalf("second migration exited %d, want 1:\n%s", code, out)
+	}
+	for _, w := range []string{"the stream was recreated", "Start the target over", "ferry_state.applied"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output does not say %q:\n%s", w, out)
+		}
+	}
+	// Nothing of the new stream was written over the old rows.
+	if n := count(t, p.dst, p.dstDB, "public.items WHERE v = 'second'"); n != 0 {
+		t.Errorf("%d rows of the new stream were applied under the old watermark", n)
 	}
 }
