@@ -57,13 +57,20 @@ func open(ctx context.Context, cfg config.Source, env producers.Env) (producers.
 		return nil, fmt.Errorf("source %s: tables: name at least one DynamoDB table", cfg.Name)
 	}
 	ac := dynamo.AWSConfig(cfg.DynamoDB.AWSAccess)
-	return &producer{
+	p := &producer{
 		cfg: cfg, dc: cfg.DynamoDB, env: env,
 		log:        env.Log.With("source", cfg.Name),
 		db:         dynamodb.NewFromConfig(ac),
 		streams:    dynamodbstreams.NewFromConfig(ac),
 		maxPayload: int(env.Conn.NC.MaxPayload()),
-	}, nil
+	}
+	// An endpoint that cannot be reached at the start is reported as
+	// itself (a wrong endpoint or region), not waited for; one lost later
+	// is ridden out by the producer's supervisor, which opens it again.
+	if err := p.Ping(ctx); err != nil {
+		return nil, fmt.Errorf("source %s: cannot reach DynamoDB at %s: %w", cfg.Name, dynamo.Where(cfg.DynamoDB.AWSAccess), err)
+	}
+	return p, nil
 }
 
 // Ping checks that the endpoint answers, for health checks.
