@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
-	"google.golang.org/protobuf/encoding/prototext"
 
 	"github.com/ferry-dev/ferry/config"
 	"github.com/ferry-dev/ferry/internal/metrics"
@@ -506,40 +504,7 @@ func (r *Runner) deadLetter(ctx context.Context, rj Rejected) error {
 }
 
 // keyText renders an event's key as col=value pairs for messages.
-func keyText(e *pb.Event) string {
-	k := e.GetKey()
-	s := ""
-	for i, n := range k.GetNames() {
-		if i > 0 {
-			s += ","
-		}
-		s += n + "=" + ValueText(k.GetValues()[i])
-	}
-	return s
-}
-
-// ValueText is a short readable rendering of a value for messages.
-func ValueText(v *pb.Value) string {
-	switch k := v.GetKind().(type) {
-	case nil, *pb.Value_Null:
-		return "NULL"
-	case *pb.Value_Int:
-		return strconv.FormatInt(k.Int, 10)
-	case *pb.Value_Uint:
-		return strconv.FormatUint(k.Uint, 10)
-	case *pb.Value_Text:
-		return strconv.Quote(k.Text)
-	case *pb.Value_Decimal:
-		return k.Decimal
-	case *pb.Value_Native:
-		return strconv.Quote(k.Native)
-	case *pb.Value_Uuid:
-		return fmt.Sprintf("%x", k.Uuid)
-	case *pb.Value_Bytes:
-		return fmt.Sprintf("\\x%x", k.Bytes)
-	}
-	return strings.TrimSpace(prototext.Format(v))
-}
+func keyText(e *pb.Event) string { return streams.KeyText(e.GetKey()) }
 
 // retry runs fn until it succeeds, fails permanently, or ctx ends, backing
 // off between attempts: a target or NATS that is briefly away must not stop

@@ -33,6 +33,7 @@ import (
 	"github.com/ferry-dev/ferry/appliers"
 	"github.com/ferry-dev/ferry/config"
 	"github.com/ferry-dev/ferry/internal/pgcodec"
+	"github.com/ferry-dev/ferry/streams"
 	"github.com/ferry-dev/ferry/streams/pb"
 )
 
@@ -590,7 +591,7 @@ func eventKey(e *pb.Event) string {
 	var parts []string
 	for i, n := range k.GetNames() {
 		if i < len(k.GetValues()) {
-			parts = append(parts, n+"="+appliers.ValueText(k.GetValues()[i]))
+			parts = append(parts, n+"="+streams.ValueText(k.GetValues()[i]))
 		}
 	}
 	if len(parts) == 0 {

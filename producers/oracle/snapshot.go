@@ -322,7 +322,7 @@ func (p *producer) readChunk(ctx context.Context, t *table, pl *streams.ChunkPla
 		ev.Source = p.cfg.Name
 		size := ev.SizeVT()
 		if size+64 > p.maxPayload {
-			return fmt.Errorf("row of %s is %d bytes encoded, above the NATS server's max_payload of %d; raise max_payload (nats.maxPayload for the embedded server)", t.Name, size, p.maxPayload)
+			return fmt.Errorf("row %s (%s) is %d bytes encoded, above the NATS server's max_payload of %d; raise max_payload (nats.maxPayload for the embedded server)", t.Name, streams.KeyText(ev.GetKey()), size, p.maxPayload)
 		}
 		lane := streams.Lane(ev.Key, p.cfg.Partitions)
 		lb := &lanes[lane]
