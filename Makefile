@@ -3,7 +3,7 @@ GO ?= go
 # Extra flags for go test, e.g. make test GOTESTFLAGS='-run Postgres -v'.
 GOTESTFLAGS ?=
 
-.PHONY: build test deps vet lint demo bench tidy
+.PHONY: build test deps vet lint demo bench fault tidy
 
 build:
 	$(GO) build -o bin/ferry ./cmd/ferry
@@ -35,6 +35,13 @@ demo:
 # Benchmarks only (-run '^$' skips the tests).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# The randomized fault suite alone, at length (make test runs one trial of
+# each fault per source family): make fault TRIALS=100. Each trial logs its
+# seed; FERRY_FAULT_SEED=<seed> replays one. See docs/RELIABILITY.md.
+TRIALS ?= 100
+fault: deps
+	FERRY_FAULT_TRIALS=$(TRIALS) $(GO) test -count=1 -timeout 600m -run TestFaultTrials -v $(GOTESTFLAGS) ./e2e/ ./e2e/mysql ./e2e/dynamodb ./e2e/cassandra
 
 tidy:
 	$(GO) mod tidy
