@@ -93,28 +93,28 @@ func TestKillDuringSnapshotAndStreaming(t *testing.T) {
 	}()
 
 	pr := p.migrate()
-	eventually(t, 2*time.Minute, "part of the snapshot on the target", func() bool { return p.dstCount("big") >= 20000 || pr.exited() })
-	if got := p.dstCount("big"); got >= bigRows || pr.exited() {
-		t.Fatalf("the snapshot was not in progress when killed (%d rows on the target):\n%s", got, pr.out.String())
+	eventually(t, 2*time.Minute, "part of the snapshot on the target", func() bool { return p.dstCount("big") >= 20000 || pr.Exited() })
+	if got := p.dstCount("big"); got >= bigRows || pr.Exited() {
+		t.Fatalf("the snapshot was not in progress when killed (%d rows on the target):\n%s", got, pr.Output())
 	}
-	pr.kill9()
+	pr.Kill9()
 
 	pr = p.migrate()
 	eventually(t, 3*time.Minute, "the snapshot to finish", func() bool {
 		_, done, _, _ := p.tryStatus()
-		return done || pr.exited()
+		return done || pr.Exited()
 	})
 	before := p.dstCount("txlog")
-	eventually(t, 2*time.Minute, "changes streaming to the target", func() bool { return p.dstCount("txlog") > before+50 || pr.exited() })
-	if pr.exited() {
-		t.Fatalf("migrate exited:\n%s", pr.out.String())
+	eventually(t, 2*time.Minute, "changes streaming to the target", func() bool { return p.dstCount("txlog") > before+50 || pr.Exited() })
+	if pr.Exited() {
+		t.Fatalf("migrate exited:\n%s", pr.Output())
 	}
-	pr.kill9()
+	pr.Kill9()
 
 	pr = p.migrate()
 	// Let the restarted producer stream for a while before the writes stop.
 	before = p.dstCount("txlog")
-	eventually(t, 2*time.Minute, "changes after the restart", func() bool { return p.dstCount("txlog") > before+50 || pr.exited() })
+	eventually(t, 2*time.Minute, "changes after the restart", func() bool { return p.dstCount("txlog") > before+50 || pr.Exited() })
 	w.finish(t)
 	p.waitCaughtUp()
 	p.assertSame("big", "CONCAT_WS('|', id, payload, amount)", "concat_ws('|', id, payload, amount)", "id")
@@ -135,7 +135,7 @@ func TestKillDuringSnapshotAndStreaming(t *testing.T) {
 		got, _, _, _ := p.tryStatus()
 		return got == want
 	})
-	pr.stop(t)
+	pr.Stop(t)
 	if got, _ := p.status(); got != want {
 		t.Errorf("position after stop %q, want %q", got, want)
 	}
@@ -157,12 +157,12 @@ func TestDefaultGTIDSetAndUnsupportedDDL(t *testing.T) {
 	p.writeConfig("mode: cdc\ndefaultGTIDSet: \"" + start + "\"")
 	pr := p.migrate()
 	p.src("INSERT INTO t VALUES (6, 'live')")
-	eventually(t, time.Minute, "rows 4-6 on the target", func() bool { return p.dstCount("t") >= 3 || pr.exited() })
+	eventually(t, time.Minute, "rows 4-6 on the target", func() bool { return p.dstCount("t") >= 3 || pr.Exited() })
 	p.waitCaughtUp()
 	if got := p.dstString("SELECT string_agg(id::text, ',' ORDER BY id) FROM t"); got != "4,5,6" {
 		t.Fatalf("target rows %q, want 4,5,6 (the changes after defaultGTIDSet %s)", got, start)
 	}
-	pr.stop(t)
+	pr.Stop(t)
 
 	// A resume ignores defaultGTIDSet, even one that would replay from
 	// the beginning.
@@ -195,12 +195,12 @@ func TestDefaultGTIDSetAndUnsupportedDDL(t *testing.T) {
 	// position before it.
 	p.src("ALTER TABLE t MODIFY v VARCHAR(40)")
 	select {
-	case <-pr.done:
+	case <-pr.Done():
 	case <-time.After(time.Minute):
-		t.Fatalf("migrate did not stop on an unsupported schema change:\n%s", pr.out.String())
+		t.Fatalf("migrate did not stop on an unsupported schema change:\n%s", pr.Output())
 	}
-	if code := pr.cmd.ProcessState.ExitCode(); code == 0 || !strings.Contains(pr.out.String(), "unsupported schema change on t") {
-		t.Fatalf("migrate exited %d; want a failure naming the schema change:\n%s", code, pr.out.String())
+	if code := pr.ExitCode(); code == 0 || !strings.Contains(pr.Output(), "unsupported schema change on t") {
+		t.Fatalf("migrate exited %d; want a failure naming the schema change:\n%s", code, pr.Output())
 	}
 	if got, _ := p.status(); got != want {
 		t.Fatalf("saved position %q, want %q (the transaction before the schema change)", got, want)
