@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ferry-dev/ferry/e2e/ferrytest"
 )
 
 func benchRows() int {
@@ -49,7 +51,7 @@ func BenchmarkMySQLMigrateVsPipe(b *testing.B) {
 sources: [{name: my, type: mysql, dsn: %q, mode: snapshot}]
 targets: [{name: dst, type: postgres, dsn: %q, from: my}]
 log: {level: warn}
-`, freePort(b), dir+"/nats", srcServer.DSN(src), dstServer.DSN(dst))
+`, ferrytest.FreePort(b), dir+"/nats", srcServer.DSN(src), dstServer.DSN(dst))
 		must(b, os.WriteFile(dir+"/ferry.yaml", []byte(cfg), 0o600))
 		b.StartTimer()
 		start := time.Now()

@@ -4,24 +4,20 @@
 package mysql
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ferry-dev/ferry/e2e/ferrytest"
 	"github.com/ferry-dev/ferry/e2e/mysqltest"
 	"github.com/ferry-dev/ferry/e2e/pgtest"
 	"github.com/ferry-dev/ferry/streams"
@@ -37,19 +33,13 @@ var (
 
 func TestMain(m *testing.M) {
 	code := func() int {
-		dir, err := os.MkdirTemp("", "ferry-e2e-mysql-bin")
+		bin, cleanup, err := ferrytest.Build("../../cmd/ferry")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		defer os.RemoveAll(dir)
-		ferryBin = filepath.Join(dir, "ferry")
-		build := exec.Command("go", "build", "-o", ferryBin, "../../cmd/ferry")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "building ferry:", err)
-			return 1
-		}
+		defer cleanup()
+		ferryBin = bin
 		ctx := context.Background()
 		srcServer, setupErr = mysqltest.Start(ctx, mysqltest.Options{})
 		if setupErr == nil {
@@ -73,6 +63,10 @@ type pipeline struct {
 	dir      string
 	cfgPath  string
 	natsPort int
+	// srcDSN is the source DSN ferry uses (default: root on srcDB), and
+	// natsURL an external NATS server (default: ferry's embedded one).
+	srcDSN  string
+	natsURL string
 }
 
 var nameRE = regexp.MustCompile(`[^a-z0-9_]`)
@@ -86,7 +80,7 @@ func newPipeline(t *testing.T) *pipeline {
 		t.Skipf("servers unavailable: %v", setupErr)
 	}
 	name := nameRE.ReplaceAllString(strings.ToLower(t.Name()), "_")
-	p := &pipeline{t: t, name: name, srcDB: "s_" + name, dstDB: "d_" + name, dir: t.TempDir(), natsPort: freePort(t)}
+	p := &pipeline{t: t, name: name, srcDB: "s_" + name, dstDB: "d_" + name, dir: t.TempDir(), natsPort: ferrytest.FreePort(t)}
 	if err := srcServer.Exec("", "DROP DATABASE IF EXISTS "+p.srcDB+";\nCREATE DATABASE "+p.srcDB); err != nil {
 		t.Fatal(err)
 	}
@@ -103,8 +97,12 @@ func newPipeline(t *testing.T) *pipeline {
 // writeConfig writes the config with extra YAML lines for the source.
 func (p *pipeline) writeConfig(sourceExtra string) {
 	p.t.Helper()
+	dsn := p.srcDSN
+	if dsn == "" {
+		dsn = srcServer.DSN(p.srcDB)
+	}
 	cfg := fmt.Sprintf(`nats:
-  url: ""
+  url: %q
   listen: 127.0.0.1:%d
   dataDir: %s
 sources:
@@ -117,7 +115,7 @@ targets:
     type: postgres
     dsn: %s
     from: my
-`, p.natsPort, filepath.Join(p.dir, "nats"), srcServer.DSN(p.srcDB), indent(sourceExtra, "    "), dstServer.DSN(p.dstDB))
+`, p.natsURL, p.natsPort, filepath.Join(p.dir, "nats"), dsn, indent(sourceExtra, "    "), dstServer.DSN(p.dstDB))
 	p.cfgPath = filepath.Join(p.dir, "ferry.yaml")
 	if err := os.WriteFile(p.cfgPath, []byte(cfg), 0o600); err != nil {
 		p.t.Fatal(err)
@@ -196,51 +194,13 @@ func (p *pipeline) assertSame(table, mysqlExpr, pgExpr, orderBy string) {
 	}
 }
 
-type proc struct {
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan struct{}
-}
+// proc is a running ferry process.
+type proc = ferrytest.Proc
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(b []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(b)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
+// start runs ferry in the background; its output is shown if the test fails.
 func (p *pipeline) start(args ...string) *proc {
 	p.t.Helper()
-	cmd := exec.Command(ferryBin, args...)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
-	pr := &proc{cmd: cmd, out: out, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(pr.done) }()
-	p.t.Cleanup(func() {
-		select {
-		case <-pr.done:
-		default:
-			_ = cmd.Process.Kill()
-			<-pr.done
-		}
-		if p.t.Failed() {
-			p.t.Logf("ferry %s output:\n%s", strings.Join(args, " "), out.String())
-		}
-	})
-	return pr
+	return ferrytest.Runner{Bin: ferryBin}.Start(p.t, args...)
 }
 
 // migrate starts ferry migrate and waits until its embedded NATS listens,
@@ -249,68 +209,14 @@ func (p *pipeline) start(args ...string) *proc {
 func (p *pipeline) migrate() *proc {
 	p.t.Helper()
 	pr := p.start("migrate", "--config", p.cfgPath)
-	eventually(p.t, time.Minute, "ferry's embedded NATS", func() bool {
-		if pr.exited() {
-			return true
-		}
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p.natsPort), time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	if pr.exited() {
-		p.t.Fatalf("migrate exited at start:\n%s", pr.out.String())
-	}
+	ferrytest.WaitListening(p.t, pr, p.natsPort, time.Minute)
 	return pr
 }
 
+// run runs ferry to completion and returns its exit code and output.
 func (p *pipeline) run(timeout time.Duration, args ...string) (int, string) {
 	p.t.Helper()
-	pr := p.start(args...)
-	select {
-	case <-pr.done:
-	case <-time.After(timeout):
-		_ = pr.cmd.Process.Kill()
-		<-pr.done
-		p.t.Fatalf("ferry %s did not finish within %s:\n%s", strings.Join(args, " "), timeout, pr.out.String())
-	}
-	return pr.cmd.ProcessState.ExitCode(), pr.out.String()
-}
-
-func (pr *proc) stop(t *testing.T) {
-	t.Helper()
-	if code := pr.stopCode(t); code != 0 {
-		t.Fatalf("ferry exited %d after SIGTERM, want 0:\n%s", code, pr.out.String())
-	}
-}
-
-// stopCode sends SIGTERM and returns the exit code.
-func (pr *proc) stopCode(t *testing.T) int {
-	t.Helper()
-	_ = pr.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-pr.done:
-	case <-time.After(60 * time.Second):
-		_ = pr.cmd.Process.Kill()
-		<-pr.done
-		t.Fatalf("ferry did not stop within 60s of SIGTERM:\n%s", pr.out.String())
-	}
-	return pr.cmd.ProcessState.ExitCode()
-}
-
-func (pr *proc) kill9() {
-	_ = pr.cmd.Process.Signal(syscall.SIGKILL)
-	<-pr.done
-}
-
-func (pr *proc) exited() bool {
-	select {
-	case <-pr.done:
-		return true
-	default:
-		return false
-	}
+	return ferrytest.Runner{Bin: ferryBin}.Run(p.t, timeout, args...)
 }
 
 // waitCaughtUp runs the cut-over check.
@@ -354,26 +260,10 @@ func (p *pipeline) tryStatus() (position string, snapshotDone bool, out string, 
 	return st.Sources[0].Position, st.Sources[0].SnapshotDone, out, true
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // eventually polls cond until it holds or the timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	ferrytest.Eventually(t, timeout, what, cond)
 }
 
 // deadLetters returns the reasons of every dead letter, read from the

@@ -121,10 +121,10 @@ func TestSnapshotThenChanges(t *testing.T) {
 	p.writeConfig("mode: snapshot+cdc\nchunkRows: 25000")
 	pr := p.migrate()
 	eventually(t, 3*time.Minute, "the snapshot on the target", func() bool {
-		return p.dstString("SELECT count(*)::text FROM big") == fmt.Sprint(bigRows) || pr.exited()
+		return p.dstString("SELECT count(*)::text FROM big") == fmt.Sprint(bigRows) || pr.Exited()
 	})
-	if pr.exited() {
-		t.Fatalf("migrate exited:\n%s", pr.out.String())
+	if pr.Exited() {
+		t.Fatalf("migrate exited:\n%s", pr.Output())
 	}
 	checkTypesRow(p, 1)
 
@@ -171,10 +171,10 @@ UPDATE big SET note = 'changed' WHERE id <= 3`)
 		return p.dstString("SELECT coalesce(biu::text, '') FROM alltypes WHERE id = 31 UNION ALL SELECT '' LIMIT 1") == "18446744073709551615"
 	})
 	// Rows in the dead-letter stream make ferry exit 1 when stopped.
-	if code := pr.stopCode(t); code != 1 {
+	if code := pr.StopCode(t); code != 1 {
 		t.Errorf("migrate exited %d after SIGTERM with a dead letter, want 1", code)
 	}
-	if !strings.Contains(pr.out.String(), "table layout changed") {
-		t.Errorf("no schema change logged:\n%s", pr.out.String())
+	if !strings.Contains(pr.Output(), "table layout changed") {
+		t.Errorf("no schema change logged:\n%s", pr.Output())
 	}
 }

@@ -93,28 +93,28 @@ func TestKillDuringSnapshotAndStreaming(t *testing.T) {
 	}()
 
 	pr := p.migrate()
-	eventually(t, 2*time.Minute, "part of the snapshot on the target", func() bool { return p.dstCount("big") >= 20000 || pr.exited() })
-	if got := p.dstCount("big"); got >= bigRows || pr.exited() {
-		t.Fatalf("the snapshot was not in progress when killed (%d rows on the target):\n%s", got, pr.out.String())
+	eventually(t, 2*time.Minute, "part of the snapshot on the target", func() bool { return p.dstCount("big") >= 20000 || pr.Exited() })
+	if got := p.dstCount("big"); got >= bigRows || pr.Exited() {
+		t.Fatalf("the snapshot was not in progress when killed (%d rows on the target):\n%s", got, pr.Output())
 	}
-	pr.kill9()
+	pr.Kill9()
 
 	pr = p.migrate()
 	eventually(t, 3*time.Minute, "the snapshot to finish", func() bool {
 		_, done, _, _ := p.tryStatus()
-		return done || pr.exited()
+		return done || pr.Exited()
 	})
 	before := p.dstCount("txlog")
-	eventually(t, 2*time.Minute, "changes streaming to the target", func() bool { return p.dstCount("txlog") > before+50 || pr.exited() })
-	if pr.exited() {
-		t.Fatalf("migrate exited:\n%s", pr.out.String())
+	eventually(t, 2*time.Minute, "changes streaming to the target", func() bool { return p.dstCount("txlog") > before+50 || pr.Exited() })
+	if pr.Exited() {
+		t.Fatalf("migrate exited:\n%s", pr.Output())
 	}
-	pr.kill9()
+	pr.Kill9()
 
 	pr = p.migrate()
 	// Let the restarted producer stream for a while before the writes stop.
 	before = p.dstCount("txlog")
-	eventually(t, 2*time.Minute, "changes after the restart", func() bool { return p.dstCount("txlog") > before+50 || pr.exited() })
+	eventually(t, 2*time.Minute, "changes after the restart", func() bool { return p.dstCount("txlog") > before+50 || pr.Exited() })
 	w.finish(t)
 	p.waitCaughtUp()
 	p.assertSame("big", "CONCAT_WS('|', id, payload, amount)", "concat_ws('|', id, payload, amount)", "id")
@@ -135,7 +135,7 @@ func TestKillDuringSnapshotAndStreaming(t *testing.T) {
 		got, _, _, _ := p.tryStatus()
 		return got == want
 	})
-	pr.stop(t)
+	pr.Stop(t)
 	if got, _ := p.status(); got != want {
 		t.Errorf("position after stop %q, want %q", got, want)
 	}
@@ -157,12 +157,12 @@ func TestDefaultGTIDSetAndUnsupportedDDL(t *testing.T) {
 	p.writeConfig("mode: cdc\ndefaultGTIDSet: \"" + start + "\"")
 	pr := p.migrate()
 	p.src("INSERT INTO t VALUES (6, 'live')")
-	eventually(t, time.Minute, "rows 4-6 on the target", func() bool { return p.dstCount("t") >= 3 || pr.exited() })
+	eventually(t, time.Minute, "rows 4-6 on the target", func() bool { return p.dstCount("t") >= 3 || pr.Exited() })
 	p.waitCaughtUp()
 	if got := p.dstString("SELECT string_agg(id::text, ',' ORDER BY id) FROM t"); got != "4,5,6" {
 		t.Fatalf("target rows %q, want 4,5,6 (the changes after defaultGTIDSet %s)", got, start)
 	}
-	pr.stop(t)
+	pr.Stop(t)
 
 	// A resume ignores defaultGTIDSet, even one that would replay from
 	// the beginning.
@@ -195,12 +195,12 @@ func TestDefaultGTIDSetAndUnsupportedDDL(t *testing.T) {
 	// position before it.
 	p.src("ALTER TABLE t MODIFY v VARCHAR(40)")
 	select {
-	case <-pr.done:
+	case <-pr.Done():
 	case <-time.After(time.Minute):
-		t.Fatalf("migrate did not stop on an unsupported schema change:\n%s", pr.out.String())
+		t.Fatalf("migrate did not stop on an unsupported schema change:\n%s", pr.Output())
 	}
-	if code := pr.cmd.ProcessState.ExitCode(); code == 0 || !strings.Contains(pr.out.String(), "unsupported schema change on t") {
-		t.Fatalf("migrate exited %d; want a failure naming the schema change:\n%s", code, pr.out.String())
+	if code := pr.ExitCode(); code == 0 || !strings.Contains(pr.Output(), "unsupported schema change on t") {
+		t.Fatalf("migrate exited %d; want a failure naming the schema change:\n%s", code, pr.Output())
 	}
 	if got, _ := p.status(); got != want {
 		t.Fatalf("saved position %q, want %q (the transaction before the schema change)", got, want)
@@ -236,4 +236,39 @@ func TestZeroDatesAndDurations(t *testing.T) {
 	if code, out, rep := p.validate(); code != 1 || rep.table("z").Mismatched != 1 || !strings.Contains(out, "tm: source") {
 		t.Fatalf("validate of a changed interval exited %d, want 1 naming tm:\n%s", code, out)
 	}
+}
+
+// A snapshot killed halfway is finished in a fresh snapshot, newer than the
+// binlog position the first one was consistent with. A row of a chunk still
+// to read, changed twice meanwhile, must not reach the target first at its
+// newest value and then go back to the older one when the binlog replays
+// the changes: the changes the fresh snapshot contains are published before
+// its rows.
+func TestResumedSnapshotNeverGoesBack(t *testing.T) {
+	p := newPipeline(t)
+	p.src(faultSrcDDL)
+	p.dst(faultDstDDL)
+	p.dst(faultGuard)
+	p.src(`INSERT INTO f SELECT seq, seq, MD5(seq) FROM seq_1_to_20000`)
+	// One slow reader: the last chunk is read seconds after the first.
+	p.writeConfig("mode: snapshot+cdc\nchunkRows: 2000\nsnapshotWorkers: 1\nreadRowsPerSecond: 5000")
+	pr := p.migrate()
+	eventually(t, time.Minute, "the first chunks on the target", func() bool { return p.dstCount("f") >= 2000 || pr.Exited() })
+	pr.Kill9()
+	if got := p.dstCount("f"); got >= 20000 {
+		t.Fatalf("the snapshot finished before it was killed (%d rows)", got)
+	}
+	p.src(`UPDATE f SET ver = 100001, val = 'first' WHERE id = 19999;
+UPDATE f SET ver = 100002, val = 'second' WHERE id = 19999;
+UPDATE f SET ver = 100003 WHERE id = 20000;
+DELETE FROM f WHERE id = 20000;
+INSERT INTO f VALUES (20000, 100004, 'again')`)
+	pr = p.migrate()
+	p.waitCaughtUp()
+	assertSameRows(t, p)
+	assertNoRegression(t, p)
+	if !strings.Contains(pr.Output(), "publishing the changes the resumed snapshot already contains") {
+		t.Errorf("the resumed snapshot did not catch the stream up first:\n%s", pr.Output())
+	}
+	pr.Stop(t)
 }

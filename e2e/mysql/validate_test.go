@@ -172,13 +172,13 @@ func TestValidate(t *testing.T) {
 	args := []string{"--tables", "order_lines", "--range-rows", "500", "--parallel", "1"}
 	slow := p.start(append([]string{"validate", "--config", p.cfgPath, "--rows-per-second", "2000"}, args...)...)
 	eventually(t, time.Minute, "three ranges checked", func() bool {
-		return strings.Count(slow.out.String(), "range checked") >= 3 || slow.exited()
+		return strings.Count(slow.Output(), "range checked") >= 3 || slow.Exited()
 	})
-	slow.kill9()
-	if slow.cmd.ProcessState.ExitCode() != -1 {
-		t.Fatalf("the slow validation finished before it was killed:\n%s", slow.out.String())
+	slow.Kill9()
+	if slow.ExitCode() != -1 {
+		t.Fatalf("the slow validation finished before it was killed:\n%s", slow.Output())
 	}
-	checked := strings.Count(slow.out.String(), "range checked")
+	checked := strings.Count(slow.Output(), "range checked")
 	code, out, rep = p.validate(args...)
 	if code != 0 {
 		t.Fatalf("resumed validate exited %d:\n%s", code, out)
@@ -187,7 +187,7 @@ func TestValidate(t *testing.T) {
 	if tb.Ranges != 31 || tb.RangesResumed < checked || tb.RangesRead != tb.Ranges-tb.RangesResumed || tb.SourceRows != 15000 || tb.TargetRows != 15000 {
 		t.Fatalf("resumed run: %+v (the killed run had checked %d ranges)\n%s", tb, checked, out)
 	}
-	mig.stop(t)
+	mig.Stop(t)
 }
 
 // --live while changes stream from MariaDB: rows in flight are not
@@ -239,5 +239,5 @@ func TestValidateLive(t *testing.T) {
 		t.Fatalf("validate --repair exited %d:\n%s", code, out)
 	}
 	p.assertSame("order_lines", olMy, olPG, "order_id, line_no")
-	mig.stop(t)
+	mig.Stop(t)
 }

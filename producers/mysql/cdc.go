@@ -52,9 +52,21 @@ type cdc struct {
 	saved    position
 	events   int64
 	pub      *producers.Replayer
+
+	// at is the position after the last whole transaction (or event
+	// between transactions) handled; stop, when set, ends the stream once
+	// at reaches it (see catchUp).
+	at   position
+	stop *position
 }
 
 func (p *producer) stream(ctx context.Context, start position) error {
+	return p.runStream(ctx, start, nil)
+}
+
+// runStream streams changes from start until ctx ends or, with stop set,
+// until every change before stop is published and stop saved.
+func (p *producer) runStream(ctx context.Context, start position, stop *position) error {
 	cfg := replication.BinlogSyncerConfig{
 		ServerID:                p.cfg.ServerID,
 		Flavor:                  p.flavor,
@@ -72,7 +84,7 @@ func (p *producer) stream(ctx context.Context, start position) error {
 	}
 	syncer := replication.NewBinlogSyncer(cfg)
 	defer syncer.Close()
-	c := &cdc{p: p, ctx: ctx, file: start.File, acked: start, saved: start}
+	c := &cdc{p: p, ctx: ctx, file: start.File, acked: start, saved: start, at: start, stop: stop}
 	var streamer *replication.BinlogStreamer
 	var err error
 	if start.UseGTID {
@@ -137,6 +149,9 @@ func (c *cdc) loop(ctx context.Context, s *replication.BinlogStreamer) error {
 			}
 			return err
 		}
+		if c.stop != nil && !c.tx.open && reached(c.at, *c.stop) {
+			return nil
+		}
 	}
 }
 
@@ -147,6 +162,7 @@ func (c *cdc) mark(offset uint32, commitUs int64, tables map[string]int) {
 	if c.gtid != nil {
 		pos.GTID = c.gtid.String()
 	}
+	c.at = pos
 	c.ck.Mark(func() error {
 		c.mu.Lock()
 		c.acked, c.ackedSet = pos, true

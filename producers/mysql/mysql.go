@@ -230,7 +230,9 @@ func (p *producer) Run(ctx context.Context) error {
 			return err
 		}
 		p.log.Info("snapshot complete", "tables", len(p.order))
-		if !havePos && p.cfg.HasCDC() {
+		if p.cfg.HasCDC() {
+			// The snapshot saved where the stream starts: its consistent
+			// point, or where a resumed snapshot caught up to.
 			if havePos, err = p.env.State.GetJSON(ctx, streams.PositionKey(p.cfg.Name), &sv); err != nil {
 				return err
 			}

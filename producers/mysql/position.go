@@ -70,3 +70,27 @@ func addGTID(set gomysql.GTIDSet, gtid string) error {
 	}
 	return nil
 }
+
+// reached reports whether the stream at cur has passed every transaction
+// before stop: its binlog coordinates are at or after stop's, or (with
+// GTIDs) its set holds all of stop's.
+func reached(cur, stop position) bool {
+	if cur.File != "" && stop.File != "" {
+		cf, sf := fileNumber(cur.File), fileNumber(stop.File)
+		if cf != sf {
+			return cf > sf
+		}
+		if cur.Offset >= stop.Offset {
+			return true
+		}
+	}
+	if cur.UseGTID && cur.GTID != "" && stop.GTID != "" {
+		c, err := parseGTIDSet(cur.Flavor, cur.GTID)
+		if err != nil {
+			return false
+		}
+		s, err := parseGTIDSet(cur.Flavor, stop.GTID)
+		return err == nil && c.Contain(s)
+	}
+	return false
+}

@@ -97,3 +97,31 @@ func TestPositionOrder(t *testing.T) {
 		t.Fatal("positions do not order by file number, then offset")
 	}
 }
+
+// A resumed snapshot's catch-up ends once the stream has passed the fresh
+// snapshot's position: by binlog coordinates across file rotations, or by
+// GTID set.
+func TestReached(t *testing.T) {
+	at := func(file string, off uint32, gtid string) position {
+		return position{Flavor: gomysql.MariaDBFlavor, UseGTID: gtid != "", File: file, Offset: off, GTID: gtid}
+	}
+	for _, c := range []struct {
+		cur, stop position
+		want      bool
+	}{
+		{at("binlog.000001", 100, ""), at("binlog.000001", 200, ""), false},
+		{at("binlog.000001", 200, ""), at("binlog.000001", 200, ""), true},
+		{at("binlog.000001", 300, ""), at("binlog.000001", 200, ""), true},
+		{at("binlog.000002", 4, ""), at("binlog.000001", 900, ""), true},
+		{at("binlog.000001", 900, ""), at("binlog.000002", 4, ""), false},
+		// Started from defaultGTIDSet, before any file was seen.
+		{at("", 0, "0-1-10"), at("binlog.000001", 200, "0-1-12"), false},
+		{at("", 0, "0-1-12"), at("binlog.000001", 200, "0-1-12"), true},
+		{at("binlog.000001", 150, "0-1-13,1-2-5"), at("binlog.000001", 200, "0-1-12,1-2-5"), true},
+		{at("binlog.000001", 150, "0-1-13"), at("binlog.000001", 200, "0-1-12,1-2-5"), false},
+	} {
+		if got := reached(c.cur, c.stop); got != c.want {
+			t.Errorf("reached(%+v, %+v) = %v, want %v", c.cur, c.stop, got, c.want)
+		}
+	}
+}

@@ -24,12 +24,16 @@ type plan = streams.ChunkPlan
 // snapshot reads every table in primary-key chunks, queued on the source's
 // work-queue stream; a chunk is recorded done in KV only after JetStream
 // acknowledged all its rows. Each reader holds one connection in a
-// consistent-snapshot transaction. On a first start (first: KV holds no
-// position) those transactions are opened under a brief global read lock,
-// during which the binlog position is read and saved: every reader then
-// sees exactly the data of that position, and the change stream starts
-// there. After a restart the remaining chunks are read at fresh snapshots;
-// the stream, still starting at the saved position, brings them up to date.
+// consistent-snapshot transaction, all opened under a brief global read
+// lock during which the binlog position is read: every reader then sees
+// exactly the data of that position. On a first start (first: KV holds no
+// position) that position is saved and the change stream starts there.
+// After a restart the remaining chunks are read at fresh snapshots, newer
+// than the saved position: published before the changes between the two,
+// their rows would be overwritten on the target by older values until the
+// stream caught up, and keys would go back in time. So the changes up to
+// the fresh snapshot's position are published first (see catchUp), that
+// position is saved, and only then are the remaining chunks read.
 // It reports done=false when ctx ended first.
 func (p *producer) snapshot(ctx context.Context, snap *streams.SnapshotState, first bool) (bool, error) {
 	ws, plans, err := producers.PlanChunks(ctx, p.env, p.cfg.Name, p.order, func(table string) (*plan, error) { return p.ensurePlan(ctx, p.tables[table]) })
@@ -49,8 +53,17 @@ func (p *producer) snapshot(ctx context.Context, snap *streams.SnapshotState, fi
 			return false, err
 		}
 	}
-	if err := p.openSnapshots(ctx, conns, snap, first); err != nil {
+	at, err := p.openSnapshots(ctx, conns, snap, first)
+	if err != nil {
 		return false, err
+	}
+	if !first && p.cfg.HasCDC() {
+		if err := p.catchUp(ctx, at); err != nil {
+			return false, err
+		}
+		if ctx.Err() != nil {
+			return false, nil
+		}
 	}
 	readers := make([]producers.ChunkReader, len(conns))
 	for i, c := range conns {
@@ -63,19 +76,11 @@ func (p *producer) snapshot(ctx context.Context, snap *streams.SnapshotState, fi
 
 const startSnapshot = "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"
 
-// openSnapshots starts each reader's consistent-snapshot transaction. On a
-// first start it does so under FLUSH TABLES WITH READ LOCK and saves the
-// binlog position of that moment (or defaultGTIDSet, when set) as the
-// change stream's start.
-func (p *producer) openSnapshots(ctx context.Context, conns []*client.Conn, snap *streams.SnapshotState, first bool) error {
-	if !first {
-		for _, c := range conns {
-			if _, err := c.Execute(startSnapshot); err != nil {
-				return fmt.Errorf("source %s: starting a snapshot transaction: %w", p.cfg.Name, err)
-			}
-		}
-		return p.env.State.PutJSON(ctx, streams.SnapshotKey(p.cfg.Name), snap)
-	}
+// openSnapshots starts each reader's consistent-snapshot transaction under
+// FLUSH TABLES WITH READ LOCK and returns the binlog position of that
+// moment. On a first start it saves that position (or defaultGTIDSet, when
+// set) as the change stream's start.
+func (p *producer) openSnapshots(ctx context.Context, conns []*client.Conn, snap *streams.SnapshotState, first bool) (position, error) {
 	locked := true
 	if _, err := p.query("FLUSH TABLES WITH READ LOCK"); err != nil {
 		// Without RELOAD: the position is read first, and the readers'
@@ -99,7 +104,11 @@ func (p *producer) openSnapshots(ctx context.Context, conns []*client.Conn, snap
 		}
 	}
 	if err != nil {
-		return err
+		return pos, err
+	}
+	if !first {
+		p.log.Info("snapshot resumed at binlog position", "position", pos.text(), "file", pos.File, "offset", pos.Offset)
+		return pos, p.env.State.PutJSON(ctx, streams.SnapshotKey(p.cfg.Name), snap)
 	}
 	snap.Consistent = pos.text()
 	p.log.Info("snapshot consistent with binlog position", "position", pos.text(), "file", pos.File, "offset", pos.Offset)
@@ -107,14 +116,33 @@ func (p *producer) openSnapshots(ctx context.Context, conns []*client.Conn, snap
 		start := pos
 		if p.cfg.DefaultGTIDSet != "" {
 			if start, err = p.firstPosition(); err != nil {
-				return err
+				return pos, err
 			}
 		}
 		if err := p.savePosition(ctx, start, 0); err != nil {
-			return err
+			return pos, err
 		}
 	}
-	return p.env.State.PutJSON(ctx, streams.SnapshotKey(p.cfg.Name), snap)
+	return pos, p.env.State.PutJSON(ctx, streams.SnapshotKey(p.cfg.Name), snap)
+}
+
+// catchUp publishes the changes from the saved position up to at (a fresh
+// snapshot's position) and saves at as the position, so that the rows read
+// in that snapshot follow every older change in the stream.
+func (p *producer) catchUp(ctx context.Context, at position) error {
+	var sv saved
+	found, err := p.env.State.GetJSON(ctx, streams.PositionKey(p.cfg.Name), &sv)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return fmt.Errorf("source %s: resuming the snapshot, but KV holds no binlog position to catch up from", p.cfg.Name)
+	}
+	if reached(sv.MySQL, at) {
+		return nil
+	}
+	p.log.Info("publishing the changes the resumed snapshot already contains", "from", sv.MySQL.text(), "to", at.text())
+	return p.runStream(ctx, sv.MySQL, &at)
 }
 
 // ensurePlan makes (or reloads) a table's chunk plan and queues its chunks.
