@@ -15,10 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-dev/ferry/e2e/ferrytest"
 	"github.com/gocql/gocql"
 	"gopkg.in/inf.v0"
-
-	"github.com/ferry-dev/ferry/e2e/cqltest"
 )
 
 // Parallelism shared by both copies: token ranges, concurrent range scans,
@@ -70,10 +69,7 @@ func BenchmarkCassandraToCassandra(b *testing.B) {
 		must(b, dstSess.Query("TRUNCATE bench").Exec())
 
 		dir := b.TempDir()
-		port, err := cqltest.FreePort()
-		must(b, err)
-		mport, err := cqltest.FreePort()
-		must(b, err)
+		port, mport := ferrytest.FreePort(b), ferrytest.FreePort(b)
 		if path := os.Getenv("FERRY_BENCH_CPUPROFILE"); path != "" {
 			// A CPU profile of ferry from 3 s into its run, for 10 s.
 			go func() {

@@ -4,19 +4,15 @@
 package cassandra
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +20,7 @@ import (
 	"google.golang.org/protobuf/encoding/prototext"
 
 	"github.com/ferry-dev/ferry/e2e/cqltest"
+	"github.com/ferry-dev/ferry/e2e/ferrytest"
 	"github.com/ferry-dev/ferry/internal/cqlcodec"
 	"github.com/ferry-dev/ferry/streams/pb"
 )
@@ -37,19 +34,13 @@ var (
 func TestMain(m *testing.M) {
 	gocql.Logger = log.New(io.Discard, "", 0) // the driver's reconnect chatter
 	code := func() int {
-		dir, err := os.MkdirTemp("", "ferry-e2e-cql-bin")
+		bin, cleanup, err := ferrytest.Build("../../cmd/ferry")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		defer os.RemoveAll(dir)
-		ferryBin = filepath.Join(dir, "ferry")
-		build := exec.Command("go", "build", "-o", ferryBin, "../../cmd/ferry")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "building ferry:", err)
-			return 1
-		}
+		defer cleanup()
+		ferryBin = bin
 		server, setupErr = cqltest.Start(context.Background(), cqltest.Options{HeapMB: 768, Log: func(s string) { fmt.Fprintln(os.Stderr, s) }})
 		if setupErr == nil {
 			defer server.Stop()
@@ -116,10 +107,7 @@ func (p *pipeline) srcExec(q string, args ...any) {
 // given extra source and target lines.
 func (p *pipeline) writeConfig(sourceExtra, targetExtra, top string) {
 	p.t.Helper()
-	natsPort, err := cqltest.FreePort()
-	if err != nil {
-		p.t.Fatal(err)
-	}
+	natsPort := ferrytest.FreePort(p.t)
 	cfg := fmt.Sprintf(`nats:
   listen: 127.0.0.1:%d
   dataDir: %s
@@ -159,57 +147,20 @@ func indent(s, pre string) string {
 }
 
 // proc is a running ferry process.
-type proc struct {
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan struct{}
-}
+type proc = ferrytest.Proc
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(b []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(b)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// start runs ferry in dir (the pipeline's by default) in the background.
+// start runs ferry in dir (the pipeline's by default) in the background; its
+// output is shown if the test fails.
 func (p *pipeline) start(dir string, env []string, args ...string) *proc {
 	p.t.Helper()
-	cmd := exec.Command(ferryBin, args...)
+	return p.runner(dir, env).Start(p.t, args...)
+}
+
+func (p *pipeline) runner(dir string, env []string) ferrytest.Runner {
 	if dir == "" {
 		dir = p.dir
 	}
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
-	pr := &proc{cmd: cmd, out: out, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(pr.done) }()
-	p.t.Cleanup(func() {
-		select {
-		case <-pr.done:
-		default:
-			_ = cmd.Process.Kill()
-			<-pr.done
-		}
-		if p.t.Failed() {
-			p.t.Logf("ferry %s output:\n%s", strings.Join(args, " "), tail(out.String()))
-		}
-	})
-	return pr
+	return ferrytest.Runner{Bin: ferryBin, Dir: dir, Env: env}
 }
 
 func tail(s string) string {
@@ -222,15 +173,7 @@ func tail(s string) string {
 // run runs ferry to completion and returns its exit code and output.
 func (p *pipeline) run(dir string, env []string, timeout time.Duration, args ...string) (int, string) {
 	p.t.Helper()
-	pr := p.start(dir, env, args...)
-	select {
-	case <-pr.done:
-	case <-time.After(timeout):
-		_ = pr.cmd.Process.Kill()
-		<-pr.done
-		p.t.Fatalf("ferry %s did not finish within %s:\n%s", strings.Join(args, " "), timeout, tail(pr.out.String()))
-	}
-	return pr.cmd.ProcessState.ExitCode(), pr.out.String()
+	return p.runner(dir, env).Run(p.t, timeout, args...)
 }
 
 // migrate runs `ferry migrate` with the pipeline's config and requires
@@ -242,23 +185,6 @@ func (p *pipeline) migrate() string {
 		p.t.Fatalf("ferry migrate exited %d:\n%s", code, tail(out))
 	}
 	return out
-}
-
-func (pr *proc) kill9() {
-	_ = pr.cmd.Process.Signal(syscall.SIGKILL)
-	<-pr.done
-}
-
-// eventually polls cond until it holds or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // rowsOf reads every row of a table as canonical text (the decoded values

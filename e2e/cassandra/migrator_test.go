@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferry-dev/ferry/e2e/cqltest"
+	"github.com/ferry-dev/ferry/e2e/ferrytest"
 )
 
 // migratorConfig is a scylla-migrator config.yaml as its users write it.
@@ -72,10 +72,7 @@ func TestMigratorConfigsOneAfterAnother(t *testing.T) {
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	port, err := cqltest.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
+	port := ferrytest.FreePort(t)
 	env := []string{fmt.Sprintf("FERRY_NATS_LISTEN=127.0.0.1:%d", port)}
 	sp1, sp2 := filepath.Join(p.dir, "sp1"), filepath.Join(p.dir, "sp2")
 	cfg1 := filepath.Join(work, "t1.yaml")
@@ -114,7 +111,7 @@ func TestMigratorConfigsOneAfterAnother(t *testing.T) {
 	if err := os.MkdirAll(fresh, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	port2, _ := cqltest.FreePort()
+	port2 := ferrytest.FreePort(t)
 	env2 := []string{fmt.Sprintf("FERRY_NATS_LISTEN=127.0.0.1:%d", port2),
 		"FERRY_SOURCE_CREDENTIALS_PASSWORD=Top-S3cret-pw", "FERRY_TARGET_CREDENTIALS_PASSWORD=Top-S3cret-pw"}
 	code, out := p.run(fresh, env2, 2*time.Minute, "migrate", "--config", final)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-dev/ferry/e2e/ferrytest"
 	"github.com/gocql/gocql"
 )
 
@@ -83,13 +84,13 @@ func TestKillDuringSnapshotResumeWithOtherSplit(t *testing.T) {
 	}
 
 	pr := p.start("", nil, "migrate", "--config", p.cfgPath)
-	eventually(t, 2*time.Minute, "a quarter of the token ranges and a savepoint with finished ranges", func() bool {
+	ferrytest.Eventually(t, 2*time.Minute, "a quarter of the token ranges and a savepoint with finished ranges", func() bool {
 		files, _ := filepath.Glob(filepath.Join(spDir, "savepoint_*.yaml"))
-		return strings.Count(pr.out.String(), `msg="token range done"`) >= 16 && len(files) > 0 &&
+		return strings.Count(pr.Output(), `msg="token range done"`) >= 16 && len(files) > 0 &&
 			strings.Contains(readFile(t, newestSavepoint(t, spDir)), "skipTokenRanges:\n")
 	})
-	pr.kill9()
-	if strings.Contains(pr.out.String(), "snapshot complete") {
+	pr.Kill9()
+	if strings.Contains(pr.Output(), "snapshot complete") {
 		t.Fatal("the snapshot finished before the kill; the test proves nothing")
 	}
 

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferry-dev/ferry/e2e/ferrytest"
 )
 
 // validateReport is the part of `ferry validate --report` the tests read.
@@ -188,7 +190,7 @@ func TestValidateCQL(t *testing.T) {
 	p.srcExec("INSERT INTO items (id, c, v) VALUES (500, 0, 'new row') USING TIMESTAMP ?", now)
 	apply := p.start("", nil, "apply", "--config", p.cfgPath)
 	// validate then uses the applier's embedded NATS.
-	eventually(t, 30*time.Second, "the applier's NATS", func() bool { return strings.Contains(apply.out.String(), "embedded NATS started") })
+	ferrytest.Eventually(t, 30*time.Second, "the applier's NATS", func() bool { return strings.Contains(apply.Output(), "embedded NATS started") })
 	code, out, rep = p.validate("--repair", "--repair-timeout", "1m")
 	if code != 0 || !rep.Equal {
 		t.Fatalf("validate --repair exited %d, want 0:\n%s", code, tail(out))
@@ -201,7 +203,7 @@ func TestValidateCQL(t *testing.T) {
 	if code != 0 || rep.table(t, "items").SourceRows != 201 {
 		t.Fatalf("validate after the repair exited %d:\n%s", code, tail(out))
 	}
-	apply.kill9()
+	apply.Kill9()
 	p.assertSameRows("items", "id", "c", "v", "n", "tup", "tags")
 	p.assertSameRowsAs("hits", "hits_t", []string{"k", "n"}, []string{"k", "cnt"})
 	p.assertStamps("items", []string{"id", "c"}, []string{"v", "n", "tup"}, true)
@@ -217,19 +219,19 @@ func TestValidateCQLResume(t *testing.T) {
 	p.migrate()
 	args := []string{"validate", "--config", p.cfgPath, "--parallel", "1"}
 	slow := p.start("", nil, append(args, "--rows-per-second", "300")...)
-	eventually(t, time.Minute, "two ranges checked", func() bool {
+	ferrytest.Eventually(t, time.Minute, "two ranges checked", func() bool {
 		select {
-		case <-slow.done:
+		case <-slow.Done():
 			return true
 		default:
 		}
-		return strings.Count(slow.out.String(), "range checked") >= 2
+		return strings.Count(slow.Output(), "range checked") >= 2
 	})
-	slow.kill9()
-	if slow.cmd.ProcessState.ExitCode() != -1 {
-		t.Fatalf("the slow validation finished before it was killed:\n%s", tail(slow.out.String()))
+	slow.Kill9()
+	if slow.ExitCode() != -1 {
+		t.Fatalf("the slow validation finished before it was killed:\n%s", tail(slow.Output()))
 	}
-	checked := strings.Count(slow.out.String(), "range checked")
+	checked := strings.Count(slow.Output(), "range checked")
 
 	code, out, rep := p.validate("--parallel", "1")
 	if code != 0 {

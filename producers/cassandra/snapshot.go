@@ -11,6 +11,7 @@ import (
 
 	"github.com/gocql/gocql"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 
 	"github.com/ferry-dev/ferry/config"
 	"github.com/ferry-dev/ferry/internal/cqlcodec"
@@ -226,15 +227,16 @@ func (p *producer) readRange(ctx context.Context, t *table, r tokenRange) (int64
 		lb.events = append(lb.events, ev)
 		lb.size += size
 		n++
-		if n%256 == 0 {
-			if err := config.WaitRows(ctx, p.limit, 256); err != nil {
-				_ = iter.Close()
-				return 0, err
-			}
+		if err := paceRows(ctx, p.limit, n, false); err != nil {
+			_ = iter.Close()
+			return 0, err
 		}
 	}
 	if err := iter.Close(); err != nil {
 		return 0, fmt.Errorf("source %s: reading %s tokens (%d, %d]: %w", p.cfg.Name, t.Name, r.Start, r.End, err)
+	}
+	if err := paceRows(ctx, p.limit, n, true); err != nil {
+		return 0, err
 	}
 	for lane := range lanes {
 		if err := flush(lane); err != nil {
@@ -245,6 +247,20 @@ func (p *producer) readRange(ctx context.Context, t *table, r tokenRange) (int64
 		return 0, fmt.Errorf("source %s: %s tokens (%d, %d]: %w", p.cfg.Name, t.Name, r.Start, r.End, err)
 	}
 	return n, nil
+}
+
+// paceRows charges the read limit (readRowsPerSecond) for the n-th row of a
+// range: every 256 rows, and at the end of the range (end) for the rows
+// since the last charge. Without that last charge a range's tail was never
+// counted, and a table of many small ranges was read well above the limit.
+func paceRows(ctx context.Context, l *rate.Limiter, n int64, end bool) error {
+	switch {
+	case end:
+		return config.WaitRows(ctx, l, int(n%256))
+	case n%256 == 0:
+		return config.WaitRows(ctx, l, 256)
+	}
+	return nil
 }
 
 // rowEvent builds the snapshot event of one scanned row (vals in the
