@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/ferry-dev/ferry/e2e/dynamotest"
+	"github.com/ferry-dev/ferry/e2e/ferrytest"
 	"github.com/ferry-dev/ferry/internal/dynamo"
 )
 
@@ -59,7 +60,7 @@ func BenchmarkDynamoDBToDynamoDB(b *testing.B) {
 		cfg := fmt.Sprintf(`nats: {url: "", listen: "127.0.0.1:%d", dataDir: %q}
 sources: [{name: bench, type: dynamodb, mode: snapshot, tables: [%s], dynamodb: {endpoint: %q, accessKey: k, secretKey: s, scanSegments: %d}}]
 targets: [{name: dst, type: dynamodb, from: bench, tables: {%s: %s}, dynamodb: {endpoint: %q, accessKey: k, secretKey: s, stateTable: ferry_state_%s}}]
-`, freePort(b), filepath.Join(dir, "nats"), table, src.Endpoint(), segs, table, table+"_ferry", dst.Endpoint(), table)
+`, ferrytest.FreePort(b), filepath.Join(dir, "nats"), table, src.Endpoint(), segs, table, table+"_ferry", dst.Endpoint(), table)
 		cfgPath := filepath.Join(dir, "ferry.yaml")
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 			b.Fatal(err)

@@ -3,18 +3,13 @@
 package dynamodb
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ferry-dev/ferry/e2e/dynamotest"
+	"github.com/ferry-dev/ferry/e2e/ferrytest"
 	"github.com/ferry-dev/ferry/internal/dynamo"
 )
 
@@ -36,19 +32,13 @@ var (
 
 func TestMain(m *testing.M) {
 	code := func() int {
-		dir, err := os.MkdirTemp("", "ferry-e2e-dynamodb")
+		bin, cleanup, err := ferrytest.Build("../../cmd/ferry")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		defer os.RemoveAll(dir)
-		ferryBin = filepath.Join(dir, "ferry")
-		build := exec.Command("go", "build", "-o", ferryBin, "../../cmd/ferry")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "building ferry:", err)
-			return 1
-		}
+		defer cleanup()
+		ferryBin = bin
 		ctx := context.Background()
 		src, setupErr = dynamotest.Start(ctx)
 		if setupErr == nil {
@@ -79,7 +69,7 @@ func newPipeline(t *testing.T) *pipeline {
 	t.Helper()
 	dynamotest.Require(t, setupErr)
 	name := nameRE.ReplaceAllString(t.Name(), "_")
-	return &pipeline{t: t, table: name, dir: t.TempDir(), natsPort: freePort(t), sc: src.Client(), dc: dst.Client()}
+	return &pipeline{t: t, table: name, dir: t.TempDir(), natsPort: ferrytest.FreePort(t), sc: src.Client(), dc: dst.Client()}
 }
 
 // writeConfig writes a ferry config; sourceExtra and targetExtra are YAML
@@ -334,111 +324,26 @@ func trunc(s string) string {
 }
 
 // proc is a running ferry process.
-type proc struct {
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan struct{}
-}
+type proc = ferrytest.Proc
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
+// start runs ferry in the background in the test's directory; its output is
+// shown if the test fails.
 func (p *pipeline) start(args ...string) *proc {
 	p.t.Helper()
-	cmd := exec.Command(ferryBin, args...)
-	cmd.Dir = p.dir
-	// A scylla-migrator config has no NATS section; keep its embedded
-	// server off the default port, which other tests may use.
-	cmd.Env = append(os.Environ(), fmt.Sprintf("FERRY_NATS_LISTEN=127.0.0.1:%d", p.natsPort))
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
-	pr := &proc{cmd: cmd, out: out, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(pr.done) }()
-	p.t.Cleanup(func() {
-		select {
-		case <-pr.done:
-		default:
-			_ = cmd.Process.Kill()
-			<-pr.done
-		}
-		if p.t.Failed() {
-			p.t.Logf("ferry %s output:\n%s", strings.Join(args, " "), out.String())
-		}
-	})
-	return pr
+	return p.runner().Start(p.t, args...)
 }
 
 // run runs ferry to completion and returns its exit code and output.
 func (p *pipeline) run(timeout time.Duration, args ...string) (int, string) {
 	p.t.Helper()
-	pr := p.start(args...)
-	select {
-	case <-pr.done:
-	case <-time.After(timeout):
-		_ = pr.cmd.Process.Kill()
-		<-pr.done
-		p.t.Fatalf("ferry %s did not finish within %s:\n%s", strings.Join(args, " "), timeout, pr.out.String())
-	}
-	return pr.cmd.ProcessState.ExitCode(), pr.out.String()
+	return p.runner().Run(p.t, timeout, args...)
 }
 
-func (pr *proc) stop(t *testing.T) {
-	t.Helper()
-	_ = pr.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-pr.done:
-	case <-time.After(60 * time.Second):
-		_ = pr.cmd.Process.Kill()
-		<-pr.done
-		t.Fatalf("ferry did not stop within 60s of SIGTERM:\n%s", pr.out.String())
-	}
-	if code := pr.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("ferry exited %d after SIGTERM, want 0:\n%s", code, pr.out.String())
-	}
-}
-
-func (pr *proc) kill9() {
-	_ = pr.cmd.Process.Signal(syscall.SIGKILL)
-	<-pr.done
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// eventually polls cond until it holds or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+// runner runs ferry in the test's directory. A scylla-migrator config has
+// no NATS section; FERRY_NATS_LISTEN keeps its embedded server off the
+// default port, which other tests may use.
+func (p *pipeline) runner() ferrytest.Runner {
+	return ferrytest.Runner{Bin: ferryBin, Dir: p.dir, Env: []string{fmt.Sprintf("FERRY_NATS_LISTEN=127.0.0.1:%d", p.natsPort)}}
 }
 
 // kvKeys lists the keys of ferry's KV bucket matching filter, read from the

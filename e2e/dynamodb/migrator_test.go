@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/ferry-dev/ferry/e2e/ferrytest"
 )
 
 func migratorConfig(table, targetType, targetTable string, stream bool) string {
@@ -75,13 +77,13 @@ func TestMigratorConfigs(t *testing.T) {
 	p.assertSame(a, a+"_copy")
 
 	pr := p.start("migrate", "--config", cfgB)
-	eventually(t, time.Minute, "the snapshot of b", func() bool { return strings.Contains(pr.out.String(), "snapshot complete") })
+	ferrytest.Eventually(t, time.Minute, "the snapshot of b", func() bool { return strings.Contains(pr.Output(), "snapshot complete") })
 	r := rand.New(rand.NewPCG(10, 11))
 	for i := range 100 {
 		putItem(t, p.sc, b, map[string]types.AttributeValue{"pk": s(fmt.Sprint(r.IntN(12))), "sk": n(fmt.Sprint(r.IntN(400))), "v": s(fmt.Sprint("change ", i))})
 	}
 	p.waitSame(b, b, time.Minute)
-	pr.stop(t)
+	pr.Stop(t)
 
 	code, out = p.run(2*time.Minute, "migrate", "--config", cfgA)
 	if code != 0 {

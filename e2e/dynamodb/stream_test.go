@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/ferry-dev/ferry/e2e/ferrytest"
 	"github.com/ferry-dev/ferry/internal/dynamo"
 )
 
@@ -53,11 +54,11 @@ func TestChangesDuringScan(t *testing.T) {
 	pr := p.start("migrate", "--config", p.cfgPath)
 	r := rand.New(rand.NewPCG(1, 2))
 	i := 0
-	for !strings.Contains(pr.out.String(), "snapshot complete") {
+	for !strings.Contains(pr.Output(), "snapshot complete") {
 		mutate(t, p.sc, p.table, r, 2500, i)
 		i++
 		if i > 20000 {
-			t.Fatalf("the snapshot did not complete:\n%s", pr.out.String())
+			t.Fatalf("the snapshot did not complete:\n%s", pr.Output())
 		}
 	}
 	if i < 50 {
@@ -74,7 +75,7 @@ func TestChangesDuringScan(t *testing.T) {
 		t.Fatalf("status --wait-caught-up exited %d:\n%s", code, out)
 	}
 	p.assertSame(p.table, p.table)
-	pr.stop(t)
+	pr.Stop(t)
 	t.Logf("%d changes during and after the scan", i)
 }
 
@@ -93,13 +94,13 @@ func TestEnableStream(t *testing.T) {
 
 	p.writeConfig("snapshot+cdc", "", "enableStream: true", "")
 	pr := p.start("migrate", "--config", p.cfgPath)
-	eventually(t, time.Minute, "the snapshot", func() bool { return strings.Contains(pr.out.String(), "snapshot complete") })
+	ferrytest.Eventually(t, time.Minute, "the snapshot", func() bool { return strings.Contains(pr.Output(), "snapshot complete") })
 	r := rand.New(rand.NewPCG(3, 4))
 	for i := range 100 {
 		mutate(t, p.sc, p.table, r, 150, i)
 	}
 	p.waitSame(p.table, p.table, time.Minute)
-	pr.stop(t)
+	pr.Stop(t)
 }
 
 // A table that does not exist is a clear error.
@@ -130,12 +131,12 @@ func TestKillDuringScan(t *testing.T) {
 	pr := p.start("migrate", "--config", p.cfgPath)
 	// Kill once a segment is done and another has saved a position
 	// within itself.
-	eventually(t, 2*time.Minute, "a finished segment and one half scanned", func() bool {
+	ferrytest.Eventually(t, 2*time.Minute, "a finished segment and one half scanned", func() bool {
 		done, partial := kvKeys(t, p.natsPort, "src.dyn.chunk.>"), kvKeys(t, p.natsPort, "src.dyn.segment.>")
 		return len(done) >= 1 && len(partial) > len(done)
 	})
-	pr.kill9()
-	if strings.Contains(pr.out.String(), "snapshot complete") {
+	pr.Kill9()
+	if strings.Contains(pr.Output(), "snapshot complete") {
 		t.Fatal("the snapshot finished before the kill; the test needs a slower scan")
 	}
 	code, out := p.run(2*time.Minute, "migrate", "--config", p.cfgPath)
@@ -177,7 +178,7 @@ func TestKillDuringStreaming(t *testing.T) {
 	seed(t, p.sc, p.table, 300)
 	p.writeConfig("snapshot+cdc", "", "", "")
 	pr := p.start("migrate", "--config", p.cfgPath)
-	eventually(t, time.Minute, "the snapshot", func() bool { return strings.Contains(pr.out.String(), "snapshot complete") })
+	ferrytest.Eventually(t, time.Minute, "the snapshot", func() bool { return strings.Contains(pr.Output(), "snapshot complete") })
 	r := rand.New(rand.NewPCG(5, 6))
 	const before, after = 400, 100
 	// The seed's 300 records are in the stream too (TRIM_HORIZON).
@@ -195,7 +196,7 @@ func TestKillDuringStreaming(t *testing.T) {
 			mutate(t, p.sc, p.table, r, 400, before+i)
 		}
 	}()
-	pr.kill9()
+	pr.Kill9()
 	stop.Store(true)
 	<-done
 	for i := range after {
@@ -204,8 +205,8 @@ func TestKillDuringStreaming(t *testing.T) {
 
 	pr2 := p.start("migrate", "--config", p.cfgPath)
 	p.waitSame(p.table, p.table, time.Minute)
-	pr2.stop(t)
-	out := pr2.out.String()
+	pr2.Stop(t)
+	out := pr2.Output()
 	if !strings.Contains(out, "resuming shard after its saved sequence number") {
 		t.Errorf("the restart did not resume a shard from KV:\n%s", out)
 	}
@@ -246,16 +247,16 @@ func TestStreamStartLatest(t *testing.T) {
 	seed(t, p.sc, p.table, 500)
 	p.writeConfig("snapshot+cdc", "", "streamStart: latest\nscanSegments: 2", "")
 	pr := p.start("migrate", "--config", p.cfgPath)
-	eventually(t, time.Minute, "the stream's start", func() bool { return strings.Contains(pr.out.String(), "starts at its newest position") })
+	ferrytest.Eventually(t, time.Minute, "the stream's start", func() bool { return strings.Contains(pr.Output(), "starts at its newest position") })
 	r := rand.New(rand.NewPCG(12, 13))
 	changes := 0
-	for !strings.Contains(pr.out.String(), "snapshot complete") || changes < 100 {
+	for !strings.Contains(pr.Output(), "snapshot complete") || changes < 100 {
 		mutate(t, p.sc, p.table, r, 600, changes)
 		changes++
 	}
 	p.waitSame(p.table, p.table, time.Minute)
-	pr.stop(t)
-	out := pr.out.String()
+	pr.Stop(t)
+	out := pr.Output()
 	if !strings.Contains(out, "recordsSkipped=500") {
 		t.Errorf("the 500 seed records were not skipped:\n%s", out)
 	}

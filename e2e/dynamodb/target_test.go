@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/ferry-dev/ferry/e2e/ferrytest"
 	"github.com/ferry-dev/ferry/internal/dynamo"
 )
 
@@ -150,12 +151,12 @@ func (th *throttler) start(t *testing.T, to string) string {
 		}
 		proxy.ServeHTTP(w, r)
 	})}
-	port := freePort(t)
+	port := ferrytest.FreePort(t)
 	go func() { _ = srv.ListenAndServe() }()
 	srv.Addr = fmt.Sprintf("127.0.0.1:%d", port)
 	t.Cleanup(func() { _ = srv.Close() })
 	ln := fmt.Sprintf("http://127.0.0.1:%d", port)
-	eventually(t, 10*time.Second, "the proxy", func() bool {
+	ferrytest.Eventually(t, 10*time.Second, "the proxy", func() bool {
 		resp, err := http.Get(ln)
 		if err == nil {
 			resp.Body.Close()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/ferry-dev/ferry/e2e/ferrytest"
 	"github.com/ferry-dev/ferry/internal/dynamo"
 )
 
@@ -71,12 +72,12 @@ func TestEveryAttributeType(t *testing.T) {
 	}
 	p.writeConfig("snapshot+cdc", "partitions: 1", "scanSegments: 1", "")
 	pr := p.start("migrate", "--config", p.cfgPath)
-	eventually(t, time.Minute, "the snapshot", func() bool { return strings.Contains(pr.out.String(), "snapshot complete") })
+	ferrytest.Eventually(t, time.Minute, "the snapshot", func() bool { return strings.Contains(pr.Output(), "snapshot complete") })
 	for _, it := range typedItems("stream-") {
 		putItem(t, p.sc, p.table, it)
 	}
 	p.waitSame(p.table, p.table, time.Minute)
-	pr.stop(t)
+	pr.Stop(t)
 
 	got := strings.Join(scanAll(t, p.dc, p.table), "\n")
 	for _, want := range []string{"N" + digits38, "N-0." + digits38, `"nbig":N99999999999999999999999999999999999999` + strings.Repeat("0", 88), `"nsm":N0.` + strings.Repeat("0", 129) + "1", "BS[00 0102 ff00ff]", `"level10":S"bottom"`} {

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/ferry-dev/ferry/e2e/ferrytest"
 	"github.com/ferry-dev/ferry/internal/dynamo"
 	"github.com/ferry-dev/ferry/validate"
 )
@@ -138,7 +139,7 @@ func TestValidateReportAndRepair(t *testing.T) {
 	if code, out, _ := p.validate(); code != 0 {
 		t.Fatalf("validate after the repair exited %d:\n%s", code, out)
 	}
-	mig.stop(t)
+	mig.Stop(t)
 }
 
 // A validation killed halfway continues where it stopped: the segments it
@@ -162,14 +163,14 @@ func TestValidateResume(t *testing.T) {
 	f.Close()
 	args := []string{"validate", "--config", p.cfgPath, "--range-rows", "100", "--parallel", "1"}
 	slow := p.start(append(args, "--rows-per-second", "300")...)
-	eventually(t, time.Minute, "three segments checked", func() bool {
-		return strings.Count(slow.out.String(), "range checked") >= 3
+	ferrytest.Eventually(t, time.Minute, "three segments checked", func() bool {
+		return strings.Count(slow.Output(), "range checked") >= 3
 	})
-	slow.kill9()
-	if strings.Contains(slow.out.String(), "result:") {
-		t.Fatalf("the slow validation finished before it was killed:\n%s", slow.out.String())
+	slow.Kill9()
+	if strings.Contains(slow.Output(), "result:") {
+		t.Fatalf("the slow validation finished before it was killed:\n%s", slow.Output())
 	}
-	checked := strings.Count(slow.out.String(), "range checked")
+	checked := strings.Count(slow.Output(), "range checked")
 
 	code, out, rep := p.validate("--range-rows", "100", "--parallel", "1")
 	tb := rep.Reports[0].Tables[0]
@@ -218,7 +219,7 @@ func TestValidateLive(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
-	eventually(t, 30*time.Second, "changes streaming", func() bool { return writes.Load() > 100 })
+	ferrytest.Eventually(t, 30*time.Second, "changes streaming", func() bool { return writes.Load() > 100 })
 	code, out, rep := p.validate("--live", "--live-delay", "1s", "--range-rows", "100")
 	rcode, rout, _ := p.validate("--live", "--live-delay", "1s", "--range-rows", "100", "--repair", "--repair-timeout", "40s")
 	stop()
@@ -233,5 +234,5 @@ func TestValidateLive(t *testing.T) {
 	p.waitCaughtUp()
 	p.assertSame(p.table, p.table)
 	t.Logf("%d changes streamed; %d in-flight differences re-checked away", writes.Load(), tb.Rechecked)
-	mig.stop(t)
+	mig.Stop(t)
 }
