@@ -54,9 +54,7 @@ func runFaultTrial(t *testing.T, seed uint64, kind ferrytest.Fault, rng *rand.Ra
 	p.dst(faultDstDDL)
 	p.dst(faultGuard)
 	p.src(fmt.Sprintf(`INSERT INTO f SELECT seq, seq, MD5(seq) FROM seq_1_to_%d`, faultKeys/2))
-	p.src(fmt.Sprintf(`CREATE USER IF NOT EXISTS '%s'@'%%' IDENTIFIED BY '%s';
-GRANT ALL PRIVILEGES ON *.* TO '%s'@'%%'`, ferryUser, ferryPass, ferryUser))
-	p.srcDSN = fmt.Sprintf("mysql://%s:%s@%s/%s", ferryUser, ferryPass, srcServer.Addr(), p.srcDB)
+	useFerryUser(p)
 
 	var natsSrv *ferrytest.NATS
 	if kind != ferrytest.KillAll {
@@ -131,6 +129,14 @@ GRANT ALL PRIVILEGES ON *.* TO '%s'@'%%'`, ferryUser, ferryPass, ferryUser))
 	for _, pr := range procs {
 		pr.Stop(t)
 	}
+}
+
+// useFerryUser makes ferry connect to the source as ferryUser.
+func useFerryUser(p *pipeline) {
+	p.t.Helper()
+	p.src(fmt.Sprintf(`CREATE USER IF NOT EXISTS '%s'@'%%' IDENTIFIED BY '%s';
+GRANT ALL PRIVILEGES ON *.* TO '%s'@'%%'`, ferryUser, ferryPass, ferryUser))
+	p.srcDSN = fmt.Sprintf("mysql://%s:%s@%s/%s", ferryUser, ferryPass, srcServer.Addr(), p.srcDB)
 }
 
 // killSessions ends every MariaDB session of user, as a DBA's KILL or a
