@@ -75,7 +75,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if r.state, err = r.conn.State(ctx); err != nil {
+	if r.state, err = retry(ctx, r.log, "opening the state bucket", r.conn.State); err != nil {
 		return err
 	}
 	if su, ok := r.target.(StateUser); ok {
@@ -112,7 +112,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		return err
 	}
 	for lane, m := range seeded {
-		if cons[lane], err = r.conn.ResetLaneConsumer(ctx, r.cfg.From, r.cfg.Name, lane, r.cfg.BatchSize, m+1); err != nil {
+		if cons[lane], err = retry(ctx, r.log, "restarting the lane's consumer", func(ctx context.Context) (jetstream.Consumer, error) {
+			return r.conn.ResetLaneConsumer(ctx, r.cfg.From, r.cfg.Name, lane, r.cfg.BatchSize, m+1)
+		}); err != nil {
 			return err
 		}
 	}
