@@ -218,22 +218,30 @@ func (r *Runner) runLane(ctx context.Context, lane Lane, cons jetstream.Consumer
 	if err != nil || ctx.Err() != nil {
 		return err
 	}
-	if err := r.checkWatermark(ctx, lane, applied); err != nil {
-		return err
-	}
-	if err := r.checkTrim(ctx, lane, applied); err != nil {
-		return err
-	}
 	// Deliveries are numbered by the consumer; a gap means messages the
 	// server counts as delivered never arrived (a connection lost during a
 	// fetch), and acknowledging later ones (AckAll) would acknowledge them
 	// too. So a gap restarts the lane's consumer right after what the
-	// target holds.
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("reading consumer of lane %d: %w", lane.Partition, err)
+	// target holds. NATS may be restarting: these calls are retried.
+	nextDelivery, err := retry(ctx, log, "checking the lane's stream", func(ctx context.Context) (uint64, error) {
+		if err := r.checkWatermark(ctx, lane, applied); err != nil {
+			return 0, err
+		}
+		if err := r.checkTrim(ctx, lane, applied); err != nil {
+			return 0, err
+		}
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("reading consumer of lane %d: %w", lane.Partition, err)
+		}
+		return info.Delivered.Consumer + 1, nil
+	})
+	if ctx.Err() != nil {
+		return nil
 	}
-	nextDelivery := info.Delivered.Consumer + 1
+	if err != nil {
+		return err
+	}
 	maxBytes := batchBytes
 	for ctx.Err() == nil {
 		// Snapshot messages hold many rows each: a byte budget, not only a
@@ -279,7 +287,12 @@ func (r *Runner) runLane(ctx context.Context, lane Lane, cons jetstream.Consumer
 		}
 		if gap := deliveryGap(msgs, nextDelivery); gap {
 			log.Warn("messages delivered to this lane never arrived; restarting its consumer after the target's applied sequence", "applied", applied)
-			if cons, err = r.conn.ResetLaneConsumer(ctx, lane.Source, r.cfg.Name, lane.Partition, r.cfg.BatchSize, applied+1); err != nil {
+			if cons, err = retry(ctx, log, "restarting the lane's consumer", func(ctx context.Context) (jetstream.Consumer, error) {
+				return r.conn.ResetLaneConsumer(ctx, lane.Source, r.cfg.Name, lane.Partition, r.cfg.BatchSize, applied+1)
+			}); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
 				return err
 			}
 			r.mu.Lock()

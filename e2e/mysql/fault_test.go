@@ -45,27 +45,8 @@ const (
 	ferryPass = "ferry-pw"
 )
 
-// faultGuard records, on the target, every write that would take a key back
-// to an older version. fault_seen keeps the highest version each key ever
-// had, across deletes, so an old insert replayed after a delete is caught
-// too. ENABLE ALWAYS keeps the trigger firing whatever the session's
-// replication role.
-const faultGuard = `
-CREATE TABLE fault_seen (id int PRIMARY KEY, ver bigint NOT NULL);
-CREATE TABLE fault_regress (id int, seen bigint, got bigint, at timestamptz DEFAULT clock_timestamp());
-CREATE FUNCTION fault_guard() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE m bigint;
-BEGIN
-  SELECT ver INTO m FROM fault_seen WHERE id = NEW.id;
-  IF m IS NOT NULL AND NEW.ver < m THEN
-    INSERT INTO fault_regress (id, seen, got) VALUES (NEW.id, m, NEW.ver);
-  END IF;
-  INSERT INTO fault_seen VALUES (NEW.id, NEW.ver)
-    ON CONFLICT (id) DO UPDATE SET ver = greatest(fault_seen.ver, EXCLUDED.ver);
-  RETURN NEW;
-END $$;
-CREATE TRIGGER fault_guard BEFORE INSERT OR UPDATE ON f FOR EACH ROW EXECUTE FUNCTION fault_guard();
-ALTER TABLE f ENABLE ALWAYS TRIGGER fault_guard`
+// faultGuard is the target's regression guard on table f.
+var faultGuard = ferrytest.PGGuard("f")
 
 func runFaultTrial(t *testing.T, seed uint64, kind ferrytest.Fault, rng *rand.Rand) {
 	p := newPipeline(t)
@@ -73,9 +54,7 @@ func runFaultTrial(t *testing.T, seed uint64, kind ferrytest.Fault, rng *rand.Ra
 	p.dst(faultDstDDL)
 	p.dst(faultGuard)
 	p.src(fmt.Sprintf(`INSERT INTO f SELECT seq, seq, MD5(seq) FROM seq_1_to_%d`, faultKeys/2))
-	p.src(fmt.Sprintf(`CREATE USER IF NOT EXISTS '%s'@'%%' IDENTIFIED BY '%s';
-GRANT ALL PRIVILEGES ON *.* TO '%s'@'%%'`, ferryUser, ferryPass, ferryUser))
-	p.srcDSN = fmt.Sprintf("mysql://%s:%s@%s/%s", ferryUser, ferryPass, srcServer.Addr(), p.srcDB)
+	useFerryUser(p)
 
 	var natsSrv *ferrytest.NATS
 	if kind != ferrytest.KillAll {
@@ -150,6 +129,14 @@ GRANT ALL PRIVILEGES ON *.* TO '%s'@'%%'`, ferryUser, ferryPass, ferryUser))
 	for _, pr := range procs {
 		pr.Stop(t)
 	}
+}
+
+// useFerryUser makes ferry connect to the source as ferryUser.
+func useFerryUser(p *pipeline) {
+	p.t.Helper()
+	p.src(fmt.Sprintf(`CREATE USER IF NOT EXISTS '%s'@'%%' IDENTIFIED BY '%s';
+GRANT ALL PRIVILEGES ON *.* TO '%s'@'%%'`, ferryUser, ferryPass, ferryUser))
+	p.srcDSN = fmt.Sprintf("mysql://%s:%s@%s/%s", ferryUser, ferryPass, srcServer.Addr(), p.srcDB)
 }
 
 // killSessions ends every MariaDB session of user, as a DBA's KILL or a
@@ -264,22 +251,14 @@ func assertNoRegression(t *testing.T, p *pipeline) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	var n int
-	if err := conn.QueryRow(ctx, `SELECT count(*) FROM fault_regress`).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	rows, err := conn.Query(ctx, `SELECT id, seen, got FROM fault_regress ORDER BY at LIMIT 10`)
+	n, regs, err := ferrytest.PGRegressions(ctx, conn, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var id, seen, got int64
-	if _, err := pgx.ForEachRow(rows, []any{&id, &seen, &got}, func() error {
-		t.Errorf("key id=%d went back from version %d to %d on the target", id, seen, got)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
+	for _, r := range regs {
+		t.Error(r)
 	}
-	if n > 10 {
+	if n > len(regs) {
 		t.Errorf("%d regressions in all", n)
 	}
 }

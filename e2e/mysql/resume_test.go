@@ -250,6 +250,7 @@ func TestResumedSnapshotNeverGoesBack(t *testing.T) {
 	p.dst(faultDstDDL)
 	p.dst(faultGuard)
 	p.src(`INSERT INTO f SELECT seq, seq, MD5(seq) FROM seq_1_to_20000`)
+	useFerryUser(p)
 	// One slow reader: the last chunk is read seconds after the first.
 	p.writeConfig("mode: snapshot+cdc\nchunkRows: 2000\nsnapshotWorkers: 1\nreadRowsPerSecond: 5000")
 	pr := p.migrate()
@@ -264,11 +265,29 @@ UPDATE f SET ver = 100003 WHERE id = 20000;
 DELETE FROM f WHERE id = 20000;
 INSERT INTO f VALUES (20000, 100004, 'again')`)
 	pr = p.migrate()
+	// The resumed snapshot loses its MariaDB sessions halfway: ferry
+	// starts the producer again itself (the process stays up), and that
+	// second resume catches up again before reading on.
+	eventually(t, time.Minute, "the resumed snapshot reading", func() bool {
+		return p.dstCount("f") >= 12000 || pr.Exited()
+	})
+	p.src(`UPDATE f SET ver = 100005, val = 'third' WHERE id = 19999;
+UPDATE f SET ver = 100006, val = 'fourth' WHERE id = 19999`)
+	if n := killSessions(t, ferryUser); n == 0 {
+		t.Fatal("no MariaDB session of ferry's user to kill")
+	}
 	p.waitCaughtUp()
 	assertSameRows(t, p)
 	assertNoRegression(t, p)
-	if !strings.Contains(pr.Output(), "publishing the changes the resumed snapshot already contains") {
-		t.Errorf("the resumed snapshot did not catch the stream up first:\n%s", pr.Output())
+	if pr.Exited() {
+		t.Fatalf("migrate exited when its MariaDB sessions were killed:\n%s", pr.Output())
+	}
+	out := pr.Output()
+	if !strings.Contains(out, "source stopped on a connection failure") {
+		t.Errorf("no restart of the producer after its sessions were killed:\n%s", out)
+	}
+	if n := strings.Count(out, "publishing the changes the resumed snapshot already contains"); n < 1 {
+		t.Errorf("the resumed snapshot did not catch the stream up first:\n%s", out)
 	}
 	pr.Stop(t)
 }

@@ -6,6 +6,7 @@ package mysql
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -172,9 +173,45 @@ func (p *producer) currentPosition() (position, error) {
 	return pos, nil
 }
 
-// Run is the producer's whole life: tables, snapshot, change stream.
-func (p *producer) Run(ctx context.Context) error {
+// Run is the producer's whole life: tables, snapshot, change stream. A
+// session the server killed or lost is reported as a reason to start again
+// from the saved state, which is how a restarted producer carries on.
+func (p *producer) Run(ctx context.Context) (err error) {
 	defer p.Close()
+	defer func() {
+		if sessionLost(err) {
+			err = producers.Restart(err)
+		}
+	}()
+	return p.run(ctx)
+}
+
+// sessionLost reports whether err ended a MySQL session rather than being
+// about the statement: the connection broke (the driver's ErrBadConn), or
+// the server killed the session or its query (KILL, a shutdown) or lost it.
+func sessionLost(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, gomysql.ErrBadConn) {
+		return true
+	}
+	var me *gomysql.MyError
+	if errors.As(err, &me) {
+		switch me.Code {
+		case gomysql.ER_QUERY_INTERRUPTED, gomysql.ER_SERVER_SHUTDOWN, gomysql.ER_NET_READ_ERROR, gomysql.ER_NET_READ_INTERRUPTED,
+			gomysql.ER_NET_ERROR_ON_WRITE, gomysql.ER_NET_WRITE_INTERRUPTED, errConnectionKilled:
+			return true
+		}
+	}
+	return false
+}
+
+// errConnectionKilled is MariaDB's ER_CONNECTION_KILLED ("Connection was
+// killed"), which the driver has no name for.
+const errConnectionKilled = 1927
+
+func (p *producer) run(ctx context.Context) error {
 	names, err := p.tableNames()
 	if err != nil {
 		return err
