@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -74,7 +75,9 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	stopProfile := startCPUProfile(os.Getenv("FERRY_CPUPROFILE"))
 	err := root.ExecuteContext(ctx)
+	stopProfile()
 	if err == nil {
 		return
 	}
@@ -88,6 +91,27 @@ func main() {
 	}
 	fmt.Fprintln(os.Stderr, "ferry:", err)
 	os.Exit(code)
+}
+
+// startCPUProfile writes a CPU profile of the whole run to path (the
+// FERRY_CPUPROFILE environment variable), for `go tool pprof`. A run that
+// ends by a signal still writes it; one killed with SIGKILL does not.
+func startCPUProfile(path string) (stop func()) {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ferry: FERRY_CPUPROFILE:", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 func versionCmd() *cobra.Command {
