@@ -283,6 +283,15 @@ func TestDecodeEncode(t *testing.T) {
 			if !identical(again, got) {
 				t.Fatalf("round trip changed the value:\n%s\nto\n%s", show(got), show(again))
 			}
+			// DecodeShared reads the same, and AppendFor writes the same
+			// text after what the buffer holds.
+			shared, err := DecodeShared(c.typ, []byte(c.text))
+			if err != nil || !identical(shared, c.want) {
+				t.Fatalf("DecodeShared(%q) = %s, %v", c.text, show(shared), err)
+			}
+			if b, null, err := AppendFor([]byte("x"), c.typ, got); err != nil || null || string(b) != "x"+text {
+				t.Fatalf("AppendFor = %q, %v, %v; want %q", b, null, err, "x"+text)
+			}
 		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/ferry-dev/ferry/streams/pb"
 )
@@ -20,10 +21,24 @@ func Decode(t *Type, text []byte) (*pb.Value, error) {
 	if text == nil {
 		return nullValue(), nil
 	}
+	return decodeText(t, text, string(text))
+}
+
+// DecodeShared is Decode for a value that is used only while text is
+// unchanged (say, encoded into a message at once and dropped): the
+// result's strings share text's memory instead of copying it.
+func DecodeShared(t *Type, text []byte) (*pb.Value, error) {
+	if text == nil {
+		return nullValue(), nil
+	}
+	return decodeText(t, text, unsafe.String(unsafe.SliceData(text), len(text)))
+}
+
+func decodeText(t *Type, text []byte, s string) (*pb.Value, error) {
 	if t == nil {
 		return nil, errors.New("pgcodec: decode: nil type")
 	}
-	v, err := decode(t, string(text))
+	v, err := decode(t, s)
 	if err != nil {
 		return nil, fmt.Errorf("pgcodec: decoding %s %s: %w", t.label(), quoteTrunc(text), err)
 	}

@@ -179,7 +179,7 @@ func (p *producer) readChunk(ctx context.Context, t *table, pl *plan, chunk int,
 	// its rows, serves every row of the chunk.
 	ev := &pb.Event{}
 	for rows.Next() {
-		err := p.fillRowEvent(ev, t, pb.Op_OP_READ, rows.RawValues())
+		err := p.fillRowEvent(ev, t, pb.Op_OP_READ, rows.RawValues(), true)
 		if err != nil {
 			return 0, err
 		}
@@ -218,22 +218,24 @@ func (p *producer) readChunk(ctx context.Context, t *table, pl *plan, chunk int,
 // table order.
 func (p *producer) rowEvent(t *table, op pb.Op, raw [][]byte) (*pb.Event, error) {
 	ev := &pb.Event{}
-	if err := p.fillRowEvent(ev, t, op, raw); err != nil {
+	if err := p.fillRowEvent(ev, t, op, raw, false); err != nil {
 		return nil, err
 	}
 	return ev, nil
 }
 
 // fillRowEvent is rowEvent into ev, reusing its rows and their value
-// slices (the values themselves are new).
-func (p *producer) fillRowEvent(ev *pb.Event, t *table, op pb.Op, raw [][]byte) error {
+// slices (the values themselves are new). With shared, the values' strings
+// share raw's memory: the event must be used up before raw changes (the
+// next row).
+func (p *producer) fillRowEvent(ev *pb.Event, t *table, op pb.Op, raw [][]byte, shared bool) error {
 	after, key := ev.After, ev.Key
 	if after == nil {
 		after, key = &pb.Row{}, &pb.Row{}
 	}
 	after.Names, after.Values = t.names, slices.Grow(after.Values[:0], len(t.Columns))[:len(t.Columns)]
 	for i, c := range t.Columns {
-		v, err := p.decode(t.Name, c.Name, c.Type, raw[i])
+		v, err := p.decodeValue(t.Name, c.Name, c.Type, raw[i], shared)
 		if err != nil {
 			return err
 		}
@@ -253,7 +255,17 @@ func (p *producer) fillRowEvent(ev *pb.Event, t *table, op pb.Op, raw [][]byte) 
 // database) cannot travel as text at all and stops the run with the column
 // named.
 func (p *producer) decode(table, col string, typ *pgcodec.Type, raw []byte) (*pb.Value, error) {
-	v, err := pgcodec.Decode(typ, raw)
+	return p.decodeValue(table, col, typ, raw, false)
+}
+
+// decodeValue is decode; with shared, the value's strings share raw's
+// memory (pgcodec.DecodeShared).
+func (p *producer) decodeValue(table, col string, typ *pgcodec.Type, raw []byte, shared bool) (*pb.Value, error) {
+	dec := pgcodec.Decode
+	if shared {
+		dec = pgcodec.DecodeShared
+	}
+	v, err := dec(typ, raw)
 	if err == nil {
 		return v, nil
 	}
