@@ -225,9 +225,9 @@ func (p *producer) rowEvent(t *table, op pb.Op, raw [][]byte) (*pb.Event, error)
 }
 
 // fillRowEvent is rowEvent into ev, reusing its rows and their value
-// slices (the values themselves are new). With shared, the values' strings
-// share raw's memory: the event must be used up before raw changes (the
-// next row).
+// slices. With shared, it reuses the values too, and their strings share
+// raw's memory: the event must be used up before raw changes (the next
+// row). Without, the values are new.
 func (p *producer) fillRowEvent(ev *pb.Event, t *table, op pb.Op, raw [][]byte, shared bool) error {
 	after, key := ev.After, ev.Key
 	if after == nil {
@@ -235,9 +235,22 @@ func (p *producer) fillRowEvent(ev *pb.Event, t *table, op pb.Op, raw [][]byte, 
 	}
 	after.Names, after.Values = t.names, slices.Grow(after.Values[:0], len(t.Columns))[:len(t.Columns)]
 	for i, c := range t.Columns {
-		v, err := p.decodeValue(t.Name, c.Name, c.Type, raw[i], shared)
-		if err != nil {
-			return err
+		if !shared {
+			v, err := p.decode(t.Name, c.Name, c.Type, raw[i])
+			if err != nil {
+				return err
+			}
+			after.Values[i] = v
+			continue
+		}
+		v := after.Values[i] // the previous row's, or nil
+		if v == nil {
+			v = &pb.Value{}
+		}
+		if err := pgcodec.DecodeSharedInto(v, c.Type, raw[i]); err != nil {
+			if v, err = p.undecodable(t.Name, c.Name, c.Type, raw[i], err); err != nil {
+				return err
+			}
 		}
 		after.Values[i] = v
 	}
@@ -255,20 +268,15 @@ func (p *producer) fillRowEvent(ev *pb.Event, t *table, op pb.Op, raw [][]byte, 
 // database) cannot travel as text at all and stops the run with the column
 // named.
 func (p *producer) decode(table, col string, typ *pgcodec.Type, raw []byte) (*pb.Value, error) {
-	return p.decodeValue(table, col, typ, raw, false)
-}
-
-// decodeValue is decode; with shared, the value's strings share raw's
-// memory (pgcodec.DecodeShared).
-func (p *producer) decodeValue(table, col string, typ *pgcodec.Type, raw []byte, shared bool) (*pb.Value, error) {
-	dec := pgcodec.Decode
-	if shared {
-		dec = pgcodec.DecodeShared
-	}
-	v, err := dec(typ, raw)
+	v, err := pgcodec.Decode(typ, raw)
 	if err == nil {
 		return v, nil
 	}
+	return p.undecodable(table, col, typ, raw, err)
+}
+
+// undecodable is decode's way with a value the codec refused (err).
+func (p *producer) undecodable(table, col string, typ *pgcodec.Type, raw []byte, err error) (*pb.Value, error) {
 	if !utf8.Valid(raw) {
 		return nil, fmt.Errorf("source %s: %s.%s holds text that is not valid UTF-8; ferry reads text as UTF-8 (is the database SQL_ASCII? convert it, or read the column as bytea)", p.cfg.Name, table, col)
 	}
