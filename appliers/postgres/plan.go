@@ -198,7 +198,7 @@ func (s schemaError) errorf(format string, args ...any) error {
 // two when an UPDATE changed the primary key. Errors are rejectErrors (the
 // event's own fault) or permanent schema errors.
 func eventOps(t *table, e *pb.Event, se schemaError) ([]op, error) {
-	var pl planner
+	pl := planner{events: 1}
 	return pl.eventOps(nil, t, e, se)
 }
 
@@ -207,6 +207,9 @@ func eventOps(t *table, e *pb.Event, se schemaError) ([]op, error) {
 // holds thousands of rows, and one allocation per value and per row was
 // most of the applier's own work.
 type planner struct {
+	// events is how many events the batch holds, which sizes the blocks:
+	// a change or two should not cost a block made for thousands.
+	events  int
 	arena   textArena
 	rows    []pgtype.Text // block that rows are carved from
 	vals    []pgtype.Text
@@ -217,7 +220,7 @@ type planner struct {
 // row returns a zeroed row of n values.
 func (pl *planner) row(n int) []pgtype.Text {
 	if n > len(pl.rows) {
-		pl.rows = make([]pgtype.Text, max(n, 1024))
+		pl.rows = make([]pgtype.Text, max(n, min(1024, n*pl.events)))
 	}
 	r := pl.rows[:n:n]
 	pl.rows = pl.rows[n:]
@@ -328,7 +331,7 @@ func resize[T any](s []T, n int) []T {
 
 // encode renders v for column c into the planner's arena.
 func (pl *planner) encode(c column, v *pb.Value) (pgtype.Text, error) {
-	b := pl.arena.open()
+	b := pl.arena.open(pl.events)
 	b, null, err := appendEncoded(b, c, v)
 	if err != nil || null {
 		return pgtype.Text{}, err
@@ -338,7 +341,7 @@ func (pl *planner) encode(c column, v *pb.Value) (pgtype.Text, error) {
 
 // keyString is keyString of the key columns of vals, in the arena.
 func (pl *planner) keyString(vals []pgtype.Text, pk []int) string {
-	b := pl.arena.open()
+	b := pl.arena.open(pl.events)
 	for _, k := range pk {
 		b = appendKeyPart(b, vals[k])
 	}
@@ -350,14 +353,15 @@ func (pl *planner) keyString(vals []pgtype.Text, pk []int) string {
 // dropped as a whole.
 type textArena struct{ buf []byte }
 
-// arenaBlock is the size of a fresh block; a longer value gets a block of
-// its own size by append's growth.
+// arenaBlock is the largest size of a fresh block; a longer value gets a
+// block of its own size by append's growth.
 const arenaBlock = 64 << 10
 
 // open returns the buffer to append one string to; close takes it back.
-func (a *textArena) open() []byte {
+// events (how many the batch holds) sizes a fresh block.
+func (a *textArena) open(events int) []byte {
 	if cap(a.buf)-len(a.buf) < 256 {
-		a.buf = make([]byte, 0, arenaBlock)
+		a.buf = make([]byte, 0, min(arenaBlock, max(events, 4)*256))
 	}
 	return a.buf
 }

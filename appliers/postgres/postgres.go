@@ -227,7 +227,7 @@ func (t *Target) planOnce(ctx context.Context, lane appliers.Lane, items []appli
 	p := &plan{items: make([]itemPlan, len(items))}
 	tables := map[string]*table{} // one *table per name for the whole batch
 	ops := make([]op, 0, len(items))
-	var pl planner
+	pl := planner{events: len(items)}
 	for i, it := range items {
 		e := it.Event
 		p.items[i].item = it
