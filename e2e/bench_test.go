@@ -62,6 +62,11 @@ sources: [{name: pg, type: postgres, dsn: %q, mode: snapshot}]
 targets: [{name: dst, type: postgres, dsn: %q, from: pg}]
 log: {level: warn}
 `, ferrytest.FreePort(b), dir+"/nats", srcServer.DSN(src), dstServer.DSN(dst))
+		if addr := os.Getenv("FERRY_BENCH_METRICS"); addr != "" {
+			// To take heap profiles of the run from outside
+			// (/debug/pprof/heap on this address).
+			cfg += fmt.Sprintf("metrics: {addr: %q}\n", addr)
+		}
 		must(b, os.WriteFile(dir+"/ferry.yaml", []byte(cfg), 0o600))
 		b.StartTimer()
 		start := time.Now()

@@ -148,10 +148,15 @@ type LaneBatcher struct {
 	futs     []jetstream.PubAckFuture
 }
 
+// laneBuf is one lane's message being built. Events are encoded as they
+// are added, so what a chunk holds until its messages go out is their
+// bytes, not event objects (several times larger, and work for the garbage
+// collector), and the caller may reuse an event once Add returns.
 type laneBuf struct {
-	events []*pb.Event
-	size   int
-	part   int
+	payload []byte
+	events  int
+	size    int
+	part    int
 }
 
 // NewLaneBatcher batches for one chunk; idPrefix must identify the chunk
@@ -171,9 +176,18 @@ func (b *LaneBatcher) Add(ev *pb.Event, size int) error {
 			return err
 		}
 	}
-	lb.events = append(lb.events, ev)
+	if lb.payload == nil {
+		// Published payloads are kept until acknowledged: each message
+		// gets its own buffer, sized for what a full one holds.
+		lb.payload = make([]byte, 0, min(b.limit+b.limit/16, 64<<10))
+	}
+	var err error
+	if lb.payload, err = streams.AppendEvent(lb.payload, ev, size); err != nil {
+		return err
+	}
+	lb.events++
 	lb.size += size
-	if len(lb.events) >= 2000 {
+	if lb.events >= 2000 {
 		return b.flush(lane)
 	}
 	return nil
@@ -181,20 +195,16 @@ func (b *LaneBatcher) Add(ev *pb.Event, size int) error {
 
 func (b *LaneBatcher) flush(lane int) error {
 	lb := &b.lanes[lane]
-	if len(lb.events) == 0 {
+	if lb.events == 0 {
 		return nil
 	}
-	data, err := streams.Encode(lb.events...)
-	if err != nil {
-		return err
-	}
 	id := fmt.Sprintf("%s:%d:%d", b.idPrefix, lane, lb.part)
-	f, err := b.conn.PublishAsync(streams.EventSubject(b.source, b.table, lane), id, data)
+	f, err := b.conn.PublishAsync(streams.EventSubject(b.source, b.table, lane), id, lb.payload)
 	if err != nil {
 		return err
 	}
 	b.futs = append(b.futs, f)
-	lb.events, lb.size = lb.events[:0:0], 0
+	lb.payload, lb.events, lb.size = nil, 0, 0
 	lb.part++
 	return nil
 }

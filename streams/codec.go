@@ -2,6 +2,9 @@ package streams
 
 import (
 	"fmt"
+	"slices"
+
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/ferry-dev/ferry/streams/pb"
 )
@@ -26,6 +29,29 @@ func Encode(events ...*pb.Event) ([]byte, error) {
 		return nil, fmt.Errorf("encoding event batch: %w", err)
 	}
 	return b, nil
+}
+
+// AppendEvent adds ev to a message payload being built: payload is empty
+// for the first event, then what the previous call returned. size must be
+// ev.SizeVT(). The result is byte for byte what Encode writes for the same
+// events; a snapshot writer can encode each row as it reads it and keep
+// bytes rather than event objects until the message is full.
+func AppendEvent(payload []byte, ev *pb.Event, size int) ([]byte, error) {
+	if err := checkEvent(ev); err != nil {
+		return payload, fmt.Errorf("encoding event batch: %w", err)
+	}
+	if len(payload) == 0 {
+		payload = protowire.AppendTag(payload, 1, protowire.VarintType)
+		payload = protowire.AppendVarint(payload, FormatVersion)
+	}
+	payload = protowire.AppendTag(payload, 2, protowire.BytesType)
+	payload = protowire.AppendVarint(payload, uint64(size))
+	n := len(payload)
+	payload = slices.Grow(payload, size)[:n+size]
+	if _, err := ev.MarshalToSizedBufferVT(payload[n:]); err != nil {
+		return payload[:n], fmt.Errorf("encoding event batch: %w", err)
+	}
+	return payload, nil
 }
 
 // Decode unmarshals a message payload. The strings of the result share

@@ -493,3 +493,27 @@ func TestNewValueKindLooksLikeNullWithUnknownFields(t *testing.T) {
 		t.Error("the future kind left no unknown field; a reader could not tell it from NULL")
 	}
 }
+
+// A payload built event by event is the same bytes as Encode of the
+// events, and refuses invalid UTF-8 the same way.
+func TestAppendEventMatchesEncode(t *testing.T) {
+	events := everyKindEvents()
+	want, err := Encode(events...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for _, e := range events {
+		if got, err = AppendEvent(got, e, e.SizeVT()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("AppendEvent wrote %x, Encode %x", got, want)
+	}
+	bad := &pb.Event{Source: "s", Table: "t", Op: pb.Op_OP_INSERT,
+		After: &pb.Row{Names: []string{"c"}, Values: []*pb.Value{valText("caf\xe9")}}}
+	if after, err := AppendEvent(got, bad, bad.SizeVT()); err == nil || !strings.Contains(err.Error(), "UTF-8") || len(after) != len(got) {
+		t.Errorf("AppendEvent of invalid UTF-8: error %v, payload grew by %d bytes", err, len(after)-len(got))
+	}
+}

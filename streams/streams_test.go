@@ -243,6 +243,16 @@ func TestLaneMatchesDeterministicProto(t *testing.T) {
 	if want := int(h.Sum64() % 16); Lane(key, 16) != want {
 		t.Fatalf("Lane = %d, want %d", Lane(key, 16), want)
 	}
+	// The same through hashKey (the state stream's hash), also for a value
+	// longer than Lane's stack buffer, and for many partition counts.
+	key.Values = append(key.Values, &pb.Value{Kind: &pb.Value_Text{Text: strings.Repeat("long key ", 20)}})
+	h = fnv.New64a()
+	hashKey(h, key)
+	for _, parts := range []int{1, 2, 3, 7, 8, 16, 1000} {
+		if want := int(h.Sum64() % uint64(parts)); Lane(key, parts) != want {
+			t.Fatalf("Lane(%d partitions) = %d, want %d", parts, Lane(key, parts), want)
+		}
+	}
 }
 
 // Two embedded servers never share a data dir.

@@ -4,7 +4,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
-	"hash/fnv"
 	"strconv"
 	"strings"
 
@@ -98,9 +97,26 @@ func DLQSubject(target, table string) string {
 // hash covers the canonical protobuf bytes of each value, so the same key
 // always lands in the same lane, whatever produced it.
 func Lane(key *pb.Row, partitions int) int {
-	h := fnv.New64a()
-	hashKey(h, key)
-	return int(h.Sum64() % uint64(partitions))
+	// FNV-1a 64 written out, over a stack buffer: the same sum as
+	// hashKey into fnv.New64a, without two allocations per row.
+	const offset64, prime64 = 14695981039346656037, 1099511628211
+	var scratch [64]byte
+	h := uint64(offset64)
+	for _, v := range key.GetValues() {
+		n := v.SizeVT()
+		buf := scratch[:0]
+		if n > len(scratch) {
+			buf = make([]byte, n)
+		}
+		buf = buf[:n]
+		_, _ = v.MarshalToSizedBufferVT(buf)
+		for _, c := range buf {
+			h ^= uint64(c)
+			h *= prime64
+		}
+		h *= prime64 // the 0 byte after each value: h ^= 0 leaves h as is
+	}
+	return int(h % uint64(partitions))
 }
 
 // hashKey writes the canonical protobuf bytes of each key value to h, each

@@ -12,20 +12,27 @@ import (
 // not: valid UTF-8. Bytes that are not UTF-8 must travel in a bytes value.
 func checkUTF8(events []*pb.Event) error {
 	for _, e := range events {
-		for _, s := range [...]string{e.GetSource(), e.GetTable(), e.GetPositionText(), e.GetTxId()} {
-			if !utf8.ValidString(s) {
-				return fmt.Errorf("event of table %q: a name or position is not valid UTF-8", e.GetTable())
-			}
+		if err := checkEvent(e); err != nil {
+			return err
 		}
-		for _, s := range e.GetUnchanged() {
-			if !utf8.ValidString(s) {
-				return fmt.Errorf("table %q: column name %q is not valid UTF-8", e.GetTable(), s)
-			}
+	}
+	return nil
+}
+
+func checkEvent(e *pb.Event) error {
+	for _, s := range [...]string{e.GetSource(), e.GetTable(), e.GetPositionText(), e.GetTxId()} {
+		if !utf8.ValidString(s) {
+			return fmt.Errorf("event of table %q: a name or position is not valid UTF-8", e.GetTable())
 		}
-		for _, r := range [...]*pb.Row{e.GetKey(), e.GetAfter(), e.GetBefore()} {
-			if err := checkRow(r); err != nil {
-				return fmt.Errorf("table %q: %w", e.GetTable(), err)
-			}
+	}
+	for _, s := range e.GetUnchanged() {
+		if !utf8.ValidString(s) {
+			return fmt.Errorf("table %q: column name %q is not valid UTF-8", e.GetTable(), s)
+		}
+	}
+	for _, r := range [...]*pb.Row{e.GetKey(), e.GetAfter(), e.GetBefore()} {
+		if err := checkRow(r); err != nil {
+			return fmt.Errorf("table %q: %w", e.GetTable(), err)
 		}
 	}
 	return nil

@@ -43,6 +43,9 @@ type table struct {
 	// (targets[].renames).
 	byEvent   map[string]int
 	eventName []string
+	// writable lists the columns ferry writes (all but generated ones), in
+	// table order: the column set of a full row.
+	writable []int
 }
 
 func (t *table) String() string { return t.schema + "." + t.name }
@@ -62,6 +65,9 @@ func newTable(schema, name string, cols []column, pk []string) (*table, error) {
 		t.byName[c.name] = i
 		t.byEvent[c.name] = i
 		t.eventName[i] = c.name
+		if !c.generated {
+			t.writable = append(t.writable, i)
+		}
 	}
 	for _, k := range pk {
 		i, ok := t.byName[k]

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5/pgtype"
 
@@ -198,86 +198,184 @@ func (s schemaError) errorf(format string, args ...any) error {
 // two when an UPDATE changed the primary key. Errors are rejectErrors (the
 // event's own fault) or permanent schema errors.
 func eventOps(t *table, e *pb.Event, se schemaError) ([]op, error) {
+	pl := planner{events: 1}
+	return pl.eventOps(nil, t, e, se)
+}
+
+// planner turns a batch's events into ops. It renders values into shared
+// blocks and reuses its scratch space from event to event: a snapshot batch
+// holds thousands of rows, and one allocation per value and per row was
+// most of the applier's own work.
+type planner struct {
+	// events is how many events the batch holds, which sizes the blocks:
+	// a change or two should not cost a block made for thousands.
+	events  int
+	arena   textArena
+	rows    []pgtype.Text // block that rows are carved from
+	vals    []pgtype.Text
+	present []bool
+	cols    []int
+}
+
+// row returns a zeroed row of n values.
+func (pl *planner) row(n int) []pgtype.Text {
+	if n > len(pl.rows) {
+		pl.rows = make([]pgtype.Text, max(n, min(1024, n*pl.events)))
+	}
+	r := pl.rows[:n:n]
+	pl.rows = pl.rows[n:]
+	return r
+}
+
+// eventOps is eventOps appending the ops to dst.
+func (pl *planner) eventOps(dst []op, t *table, e *pb.Event, se schemaError) ([]op, error) {
 	if len(t.pk) == 0 {
-		return nil, se.errorf("table %s has no primary key, which ferry needs to apply changes idempotently", t)
+		return dst, se.errorf("table %s has no primary key, which ferry needs to apply changes idempotently", t)
 	}
 	switch e.GetOp() {
 	case pb.Op_OP_DELETE:
 		key, err := keyVals(t, e, se)
 		if err != nil {
-			return nil, err
+			return dst, err
 		}
-		return []op{{table: t, kind: kindDelete, cols: t.pk, vals: key, key: keyString(key)}}, nil
+		return append(dst, op{table: t, kind: kindDelete, cols: t.pk, vals: key, key: keyString(key)}), nil
 	case pb.Op_OP_READ, pb.Op_OP_INSERT, pb.Op_OP_UPDATE:
 	default:
-		return nil, rejectf("event has unknown operation %v", e.GetOp())
+		return dst, rejectf("event has unknown operation %v", e.GetOp())
 	}
 
 	after := e.GetAfter()
 	if after == nil {
-		return nil, rejectf("%v event has no row", e.GetOp())
+		return dst, rejectf("%v event has no row", e.GetOp())
 	}
 	if len(after.GetNames()) != len(after.GetValues()) {
-		return nil, rejectf("row has %d column names but %d values", len(after.GetNames()), len(after.GetValues()))
+		return dst, rejectf("row has %d column names but %d values", len(after.GetNames()), len(after.GetValues()))
 	}
-	vals := make([]pgtype.Text, len(t.cols))
-	present := make([]bool, len(t.cols))
+	vals := resize(pl.vals, len(t.cols))
+	present := resize(pl.present, len(t.cols))
+	pl.vals, pl.present = vals, present
 	for i, name := range after.GetNames() {
 		c, ok := t.byEvent[name]
 		if !ok {
-			return nil, se.errorf("column %s.%s does not exist", t, name)
+			return dst, se.errorf("column %s.%s does not exist", t, name)
 		}
 		if t.cols[c].generated {
 			continue // the target computes it
 		}
-		v, err := encode(t.cols[c], after.GetValues()[i])
+		v, err := pl.encode(t.cols[c], after.GetValues()[i])
 		if err != nil {
-			return nil, err
+			return dst, err
 		}
 		vals[c], present[c] = v, true
 	}
 	for _, k := range t.pk {
 		if !present[k] {
-			return nil, se.errorf("events for %s lack primary key column %s", t, t.eventName[k])
+			return dst, se.errorf("events for %s lack primary key column %s", t, t.eventName[k])
 		}
 	}
-	cols := make([]int, 0, len(after.GetNames()))
+	cols := pl.cols[:0]
 	for c := range t.cols {
 		if present[c] {
 			cols = append(cols, c)
 		}
 	}
-	row := make([]pgtype.Text, len(cols))
+	pl.cols = cols
+	// Most events carry every column: share the table's list then (the
+	// segment compares column lists, never modifies them).
+	if slices.Equal(cols, t.writable) {
+		cols = t.writable
+	} else {
+		cols = slices.Clone(cols)
+	}
+	row := pl.row(len(cols))
 	for i, c := range cols {
 		row[i] = vals[c]
 	}
-	newKey := make([]pgtype.Text, len(t.pk))
-	for i, k := range t.pk {
-		newKey[i] = vals[k]
-	}
-	key := keyString(newKey)
+	key := pl.keyString(vals, t.pk)
 
 	k := kindUpsert
 	if len(e.GetUnchanged()) > 0 {
 		k = kindPartial
 	}
-	var ops []op
 	// An update that moved the row to a new key names the old key in
 	// `before`; the row under the old key must go (or move), or it would
 	// stay behind as a stale copy.
 	if e.GetOp() == pb.Op_OP_UPDATE {
 		if oldKey, ok, err := beforeKey(t, e); err != nil {
-			return nil, err
+			return dst, err
 		} else if ok && keyString(oldKey) != key {
 			if k == kindUpsert {
-				ops = append(ops, op{table: t, kind: kindDelete, cols: t.pk, vals: oldKey, key: keyString(oldKey)})
+				dst = append(dst, op{table: t, kind: kindDelete, cols: t.pk, vals: oldKey, key: keyString(oldKey)})
 			} else {
-				ops = append(ops, op{table: t, kind: kindRekey, cols: t.pk, vals: append(oldKey, newKey...)})
+				newKey := make([]pgtype.Text, len(t.pk))
+				for i, c := range t.pk {
+					newKey[i] = vals[c]
+				}
+				dst = append(dst, op{table: t, kind: kindRekey, cols: t.pk, vals: append(oldKey, newKey...)})
 			}
 		}
 	}
 	fresh := e.GetOp() == pb.Op_OP_READ || e.GetOp() == pb.Op_OP_INSERT
-	return append(ops, op{table: t, kind: k, cols: cols, vals: row, key: key, fresh: fresh}), nil
+	return append(dst, op{table: t, kind: k, cols: cols, vals: row, key: key, fresh: fresh}), nil
+}
+
+// resize returns s with length n, zeroed, reusing its array when it can.
+func resize[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
+}
+
+// encode renders v for column c into the planner's arena.
+func (pl *planner) encode(c column, v *pb.Value) (pgtype.Text, error) {
+	b := pl.arena.open(pl.events)
+	b, null, err := appendEncoded(b, c, v)
+	if err != nil || null {
+		return pgtype.Text{}, err
+	}
+	return pgtype.Text{String: pl.arena.close(b), Valid: true}, nil
+}
+
+// keyString is keyString of the key columns of vals, in the arena.
+func (pl *planner) keyString(vals []pgtype.Text, pk []int) string {
+	b := pl.arena.open(pl.events)
+	for _, k := range pk {
+		b = appendKeyPart(b, vals[k])
+	}
+	return pl.arena.close(b)
+}
+
+// textArena hands out strings carved from shared blocks. A string keeps
+// its whole block alive, so an arena serves one batch's plan, which is
+// dropped as a whole.
+type textArena struct{ buf []byte }
+
+// arenaBlock is the largest size of a fresh block; a longer value gets a
+// block of its own size by append's growth.
+const arenaBlock = 64 << 10
+
+// open returns the buffer to append one string to; close takes it back.
+// events (how many the batch holds) sizes a fresh block.
+func (a *textArena) open(events int) []byte {
+	if cap(a.buf)-len(a.buf) < 256 {
+		a.buf = make([]byte, 0, min(arenaBlock, max(events, 4)*256))
+	}
+	return a.buf
+}
+
+// close returns what was appended since open as a string. b must be the
+// buffer open returned, appended to: when append moved it, the earlier
+// strings stay in the old block and later ones go into the new one.
+func (a *textArena) close(b []byte) string {
+	s := b[len(a.buf):]
+	a.buf = b
+	if len(s) == 0 {
+		return ""
+	}
+	return unsafe.String(&s[0], len(s))
 }
 
 // keyVals returns the primary key of a delete: each key column from the
@@ -341,33 +439,44 @@ func lookup(r *pb.Row, name string) (*pb.Value, bool) {
 }
 
 func encode(c column, v *pb.Value) (pgtype.Text, error) {
-	if text, ok, err := convertFor(c.cast, v); err != nil {
-		return pgtype.Text{}, rejectf("column %s: %v", c.name, err)
+	b, null, err := appendEncoded(nil, c, v)
+	if err != nil || null {
+		return pgtype.Text{}, err
+	}
+	return pgtype.Text{String: string(b), Valid: true}, nil
+}
+
+// appendEncoded appends the text form of v for column c to b; null reports
+// SQL NULL (b unchanged).
+func appendEncoded(b []byte, c column, v *pb.Value) (out []byte, null bool, err error) {
+	if out, ok, err := appendConverted(b, c.cast, v); err != nil {
+		return b, false, rejectf("column %s: %v", c.name, err)
 	} else if ok {
-		return pgtype.Text{String: text, Valid: true}, nil
+		return out, false, nil
 	}
-	text, null, err := pgcodec.EncodeFor(&pgcodec.Type{Name: c.cast, Delim: c.delim}, v)
+	typ := pgcodec.Type{Name: c.cast, Delim: c.delim}
+	out, null, err = pgcodec.AppendFor(b, &typ, v)
 	if err != nil {
-		return pgtype.Text{}, rejectf("column %s: %v", c.name, err)
+		return b, false, rejectf("column %s: %v", c.name, err)
 	}
-	if null {
-		return pgtype.Text{}, nil
-	}
-	return pgtype.Text{String: text, Valid: true}, nil
+	return out, null, nil
 }
 
 // keyString is an unambiguous rendering of a key for map lookups:
 // length-prefixed values, so that no two different keys collide.
 func keyString(key []pgtype.Text) string {
-	var b strings.Builder
+	var b []byte
 	for _, v := range key {
-		if !v.Valid {
-			b.WriteString("N;")
-			continue
-		}
-		b.WriteString(strconv.Itoa(len(v.String)))
-		b.WriteByte(':')
-		b.WriteString(v.String)
+		b = appendKeyPart(b, v)
 	}
-	return b.String()
+	return string(b)
+}
+
+func appendKeyPart(b []byte, v pgtype.Text) []byte {
+	if !v.Valid {
+		return append(b, "N;"...)
+	}
+	b = strconv.AppendInt(b, int64(len(v.String)), 10)
+	b = append(b, ':')
+	return append(b, v.String...)
 }

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -436,5 +437,30 @@ func TestRejectReasonIsOneLine(t *testing.T) {
 	}
 	if got := truncate("ééé", 3); got != "é…" {
 		t.Errorf("truncate = %q", got)
+	}
+}
+
+// Strings carved from the arena keep their contents whatever follows: small
+// values, values longer than a block, blocks filled and replaced.
+func TestTextArenaKeepsStrings(t *testing.T) {
+	var a textArena
+	var got, want []string
+	for i := range 3000 {
+		v := strconv.Itoa(i)
+		if i%500 == 7 {
+			v = strings.Repeat("long value ", 10000) + v
+		}
+		b := a.open(i % 5)
+		got = append(got, a.close(append(b, v...)))
+		want = append(want, v)
+		if i%3 == 0 {
+			got = append(got, a.close(a.open(1))) // an empty value
+			want = append(want, "")
+		}
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("string %d = %.40q, want %.40q", i, got[i], want[i])
+		}
 	}
 }

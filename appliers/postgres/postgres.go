@@ -227,7 +227,8 @@ func (t *Target) plan(ctx context.Context, lane appliers.Lane, items []appliers.
 func (t *Target) planOnce(ctx context.Context, lane appliers.Lane, items []appliers.Item) (*plan, string, error) {
 	p := &plan{items: make([]itemPlan, len(items))}
 	tables := map[string]*table{} // one *table per name for the whole batch
-	var ops []op
+	ops := make([]op, 0, len(items))
+	pl := planner{events: len(items)}
 	for i, it := range items {
 		e := it.Event
 		p.items[i].item = it
@@ -245,17 +246,19 @@ func (t *Target) planOnce(ctx context.Context, lane appliers.Lane, items []appli
 			tables[e.GetTable()] = tbl
 		}
 		p.items[i].table = tbl
-		o, err := eventOps(tbl, e, se)
+		n := len(ops)
+		var err error
+		ops, err = pl.eventOps(ops, tbl, e, se)
 		var rj *rejectError
 		if errors.As(err, &rj) {
+			ops = ops[:n]
 			p.items[i].reject = err
 			continue
 		}
 		if err != nil {
 			return nil, e.GetTable(), err
 		}
-		p.items[i].ops = o
-		ops = append(ops, o...)
+		p.items[i].ops = ops[n:len(ops):len(ops)]
 	}
 	p.segments = segmentOps(ops)
 	return p, "", nil

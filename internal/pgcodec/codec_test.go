@@ -283,6 +283,21 @@ func TestDecodeEncode(t *testing.T) {
 			if !identical(again, got) {
 				t.Fatalf("round trip changed the value:\n%s\nto\n%s", show(got), show(again))
 			}
+			// DecodeSharedInto reads the same into a fresh value, one that
+			// holds this type's value already, and ones that hold another;
+			// AppendFor writes the same text after what the buffer holds.
+			shared := &pb.Value{}
+			if err := DecodeSharedInto(shared, c.typ, []byte(c.text)); err != nil {
+				t.Fatal(err)
+			}
+			for _, dst := range []*pb.Value{{}, shared, {Kind: &pb.Value_Bool{Bool: true}}, {Kind: &pb.Value_Timestamp{Timestamp: &pb.Timestamp{Zone: "Europe/Paris", ExtraNanos: 5}}}} {
+				if err := DecodeSharedInto(dst, c.typ, []byte(c.text)); err != nil || !identical(dst, c.want) {
+					t.Fatalf("DecodeSharedInto(%q) = %s, %v", c.text, show(dst), err)
+				}
+			}
+			if b, null, err := AppendFor([]byte("x"), c.typ, got); err != nil || null || string(b) != "x"+text {
+				t.Fatalf("AppendFor = %q, %v, %v; want %q", b, null, err, "x"+text)
+			}
 		})
 	}
 }
@@ -301,6 +316,10 @@ func TestDecodeNull(t *testing.T) {
 		v, err := Decode(typ, nil)
 		if err != nil || !identical(v, vNull()) {
 			t.Errorf("Decode(%v, nil) = %s, %v; want Null", typ, show(v), err)
+		}
+		into := vInt(5)
+		if err := DecodeSharedInto(into, typ, nil); err != nil || !identical(into, vNull()) {
+			t.Errorf("DecodeSharedInto(%v, nil) = %s, %v; want Null", typ, show(into), err)
 		}
 	}
 	// An empty, non-nil text is a value, not NULL.
@@ -436,6 +455,9 @@ func TestDecodeErrors(t *testing.T) {
 		msg := err.Error()
 		if !strings.Contains(msg, c.want) || !strings.Contains(msg, c.typ.label()) {
 			t.Errorf("Decode(%s, %q) error %q, want it to name the type and contain %q", c.typ.label(), c.text, msg, c.want)
+		}
+		if err := DecodeSharedInto(&pb.Value{}, c.typ, []byte(c.text)); err == nil || err.Error() != msg {
+			t.Errorf("DecodeSharedInto(%s, %q) error %v, want Decode's %q", c.typ.label(), c.text, err, msg)
 		}
 	}
 	if _, err := Decode(nil, []byte("1")); err == nil {

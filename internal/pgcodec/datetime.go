@@ -218,46 +218,56 @@ func splitOffset(s string) (clock, off string, err error) {
 // "YYYY-MM-DD HH:MM:SS[.f][+HH[:MM[:SS]]][ BC]", or ±infinity.
 // The offset must be present exactly when zoned.
 func parseTimestamp(s string, zoned bool) (*pb.Timestamp, error) {
+	us, inf, err := parseTimestampUs(s, zoned)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Timestamp{UnixUs: us, Zoned: zoned, Infinity: inf}, nil
+}
+
+// parseTimestampUs is parseTimestamp's work: microseconds since the epoch,
+// or ±1 for ±infinity.
+func parseTimestampUs(s string, zoned bool) (us int64, infinity int32, err error) {
 	switch s {
 	case "infinity":
-		return &pb.Timestamp{Zoned: zoned, Infinity: 1}, nil
+		return 0, 1, nil
 	case "-infinity":
-		return &pb.Timestamp{Zoned: zoned, Infinity: -1}, nil
+		return 0, -1, nil
 	}
 	s, bc := strings.CutSuffix(s, " BC")
 	date, clock, ok := strings.Cut(s, " ")
 	if !ok {
-		return nil, errSyntax
+		return 0, 0, errSyntax
 	}
 	days, err := parseDate(date, bc)
 	if err != nil {
-		return nil, err
+		return 0, 0, err
 	}
 	var off int32
 	if zoned {
 		var offText string
 		if clock, offText, err = splitOffset(clock); err != nil {
-			return nil, err
+			return 0, 0, err
 		}
 		if off, err = parseOffset(offText); err != nil {
-			return nil, err
+			return 0, 0, err
 		}
 	}
 	tod, err := parseClock(clock, false)
 	if err != nil {
-		return nil, err
+		return 0, 0, err
 	}
 	// days*usPerDay alone overflows int64 past about 292277 AD; PostgreSQL
 	// goes to 294276 AD, so the far end does not fit (see errUnixUS).
 	if days > math.MaxInt64/usPerDay || days < math.MinInt64/usPerDay {
-		return nil, errUnixUS
+		return 0, 0, errUnixUS
 	}
 	us, ok1 := addInt64(days*usPerDay, tod)
 	us, ok2 := addInt64(us, -int64(off)*usPerSec)
 	if !ok1 || !ok2 {
-		return nil, errUnixUS
+		return 0, 0, errUnixUS
 	}
-	return &pb.Timestamp{UnixUs: us, Zoned: zoned}, nil
+	return us, 0, nil
 }
 
 // formatTimestamp prints ts the way PostgreSQL does under SessionParams:

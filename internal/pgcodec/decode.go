@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/ferry-dev/ferry/streams/pb"
 )
@@ -28,6 +29,99 @@ func Decode(t *Type, text []byte) (*pb.Value, error) {
 		return nil, fmt.Errorf("pgcodec: decoding %s %s: %w", t.label(), quoteTrunc(text), err)
 	}
 	return v, nil
+}
+
+// DecodeSharedInto is Decode into v, for a value that is used only while
+// text is unchanged (say, encoded into a message at once and dropped): its
+// strings share text's memory instead of copying it. For the common scalar
+// types it also reuses v's kind (and what it points to) when the kind stays the
+// same, as it does for a reader that decodes each column of row after row
+// into the same values; a value holding something else is replaced. On an
+// error v is left in an unspecified state.
+func DecodeSharedInto(v *pb.Value, t *Type, text []byte) error {
+	if text == nil {
+		if k, ok := v.Kind.(*pb.Value_Null); ok {
+			k.Null = true
+		} else {
+			v.Kind = &pb.Value_Null{Null: true}
+		}
+		return nil
+	}
+	if t == nil {
+		return errors.New("pgcodec: decode: nil type")
+	}
+	s := unsafe.String(unsafe.SliceData(text), len(text))
+	handled, err := decodeScalarInto(v, t, s)
+	if !handled {
+		var nv *pb.Value
+		if nv, err = decode(t, s); err == nil {
+			v.Kind = nv.Kind
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("pgcodec: decoding %s %s: %w", t.label(), quoteTrunc(text), err)
+	}
+	return nil
+}
+
+// decodeScalarInto is decode for the most common types, into v. handled is
+// false for the other types.
+func decodeScalarInto(v *pb.Value, t *Type, s string) (handled bool, err error) {
+	switch t.kind() {
+	case kInt:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return true, numErr(err)
+		}
+		if k, ok := v.Kind.(*pb.Value_Int); ok {
+			k.Int = n
+		} else {
+			v.Kind = &pb.Value_Int{Int: n}
+		}
+	case kNumeric:
+		if !validNumeric(s) {
+			return true, errSyntax
+		}
+		if k, ok := v.Kind.(*pb.Value_Decimal); ok {
+			k.Decimal = s
+		} else {
+			v.Kind = &pb.Value_Decimal{Decimal: s}
+		}
+	case kText:
+		if err := checkText(s); err != nil {
+			return true, err
+		}
+		if k, ok := v.Kind.(*pb.Value_Text); ok {
+			k.Text = s
+		} else {
+			v.Kind = &pb.Value_Text{Text: s}
+		}
+	case kJSON:
+		if err := checkText(s); err != nil {
+			return true, err
+		}
+		if k, ok := v.Kind.(*pb.Value_Json); ok {
+			k.Json = s
+		} else {
+			v.Kind = &pb.Value_Json{Json: s}
+		}
+	case kTimestamp, kTimestamptz:
+		zoned := t.kind() == kTimestamptz
+		us, inf, err := parseTimestampUs(s, zoned)
+		if err != nil {
+			return true, err
+		}
+		if k, ok := v.Kind.(*pb.Value_Timestamp); ok && k.Timestamp != nil {
+			ts := k.Timestamp
+			ts.UnixUs, ts.Zoned, ts.Infinity = us, zoned, inf
+			ts.ExtraNanos, ts.OffsetSeconds, ts.Zone = 0, 0, ""
+		} else {
+			v.Kind = &pb.Value_Timestamp{Timestamp: &pb.Timestamp{UnixUs: us, Zoned: zoned, Infinity: inf}}
+		}
+	default:
+		return false, nil
+	}
+	return true, nil
 }
 
 func nullValue() *pb.Value {

@@ -25,18 +25,28 @@ func Encode(v *pb.Value) (text string, null bool, err error) {
 // EncodeFor is Encode for a value of a known column type: arrays use the
 // type's delimiter. t may be nil.
 func EncodeFor(t *Type, v *pb.Value) (text string, null bool, err error) {
-	if isNull(v) {
-		return "", true, nil
+	b, null, err := AppendFor(nil, t, v)
+	if null || err != nil {
+		return "", null, err
 	}
-	b, err := appendValue(nil, v, t.delim())
+	return string(b), false, nil
+}
+
+// AppendFor is EncodeFor appending the text to b, for writers that render
+// many values into one buffer. On NULL or an error it returns b unchanged.
+func AppendFor(b []byte, t *Type, v *pb.Value) (out []byte, null bool, err error) {
+	if isNull(v) {
+		return b, true, nil
+	}
+	out, err = appendValue(b, v, t.delim())
 	if err != nil {
 		label := kindName(v)
 		if t != nil {
 			label = t.label() + " (" + label + ")"
 		}
-		return "", false, fmt.Errorf("pgcodec: encoding %s value %s: %w", label, quoteTrunc(prototext.Format(v)), err)
+		return b, false, fmt.Errorf("pgcodec: encoding %s value %s: %w", label, quoteTrunc(prototext.Format(v)), err)
 	}
-	return string(b), false, nil
+	return out, false, nil
 }
 
 func isNull(v *pb.Value) bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -174,8 +175,11 @@ func (p *producer) readChunk(ctx context.Context, t *table, pl *plan, chunk int,
 		fmt.Sprintf("%s:snap:%s:%d:%d", p.cfg.Name, t.Name, chunk, attempt))
 	var n int64
 	lastProgress := time.Now()
+	// The batcher encodes each event as it is added, so one event, with
+	// its rows, serves every row of the chunk.
+	ev := &pb.Event{}
 	for rows.Next() {
-		ev, err := p.rowEvent(t, pb.Op_OP_READ, rows.RawValues())
+		err := p.fillRowEvent(ev, t, pb.Op_OP_READ, rows.RawValues(), true)
 		if err != nil {
 			return 0, err
 		}
@@ -213,22 +217,49 @@ func (p *producer) readChunk(ctx context.Context, t *table, pl *plan, chunk int,
 // rowEvent builds an event from a row in text form (nil = NULL), columns in
 // table order.
 func (p *producer) rowEvent(t *table, op pb.Op, raw [][]byte) (*pb.Event, error) {
-	after := &pb.Row{
-		Names:  t.names,
-		Values: make([]*pb.Value, len(t.Columns)),
+	ev := &pb.Event{}
+	if err := p.fillRowEvent(ev, t, op, raw, false); err != nil {
+		return nil, err
 	}
+	return ev, nil
+}
+
+// fillRowEvent is rowEvent into ev, reusing its rows and their value
+// slices. With shared, it reuses the values too, and their strings share
+// raw's memory: the event must be used up before raw changes (the next
+// row). Without, the values are new.
+func (p *producer) fillRowEvent(ev *pb.Event, t *table, op pb.Op, raw [][]byte, shared bool) error {
+	after, key := ev.After, ev.Key
+	if after == nil {
+		after, key = &pb.Row{}, &pb.Row{}
+	}
+	after.Names, after.Values = t.names, slices.Grow(after.Values[:0], len(t.Columns))[:len(t.Columns)]
 	for i, c := range t.Columns {
-		v, err := p.decode(t.Name, c.Name, c.Type, raw[i])
-		if err != nil {
-			return nil, err
+		if !shared {
+			v, err := p.decode(t.Name, c.Name, c.Type, raw[i])
+			if err != nil {
+				return err
+			}
+			after.Values[i] = v
+			continue
+		}
+		v := after.Values[i] // the previous row's, or nil
+		if v == nil {
+			v = &pb.Value{}
+		}
+		if err := pgcodec.DecodeSharedInto(v, c.Type, raw[i]); err != nil {
+			if v, err = p.undecodable(t.Name, c.Name, c.Type, raw[i], err); err != nil {
+				return err
+			}
 		}
 		after.Values[i] = v
 	}
-	key := &pb.Row{Names: t.keyCols, Values: make([]*pb.Value, len(t.Key))}
+	key.Names, key.Values = t.keyCols, slices.Grow(key.Values[:0], len(t.Key))[:len(t.Key)]
 	for i, k := range t.Key {
 		key.Values[i] = after.Values[k]
 	}
-	return &pb.Event{Source: p.cfg.Name, Table: t.Name, Op: op, Key: key, After: after}, nil
+	*ev = pb.Event{Source: p.cfg.Name, Table: t.Name, Op: op, Key: key, After: after}
+	return nil
 }
 
 // decode converts one text value. A form the codec does not know travels as
@@ -241,6 +272,11 @@ func (p *producer) decode(table, col string, typ *pgcodec.Type, raw []byte) (*pb
 	if err == nil {
 		return v, nil
 	}
+	return p.undecodable(table, col, typ, raw, err)
+}
+
+// undecodable is decode's way with a value the codec refused (err).
+func (p *producer) undecodable(table, col string, typ *pgcodec.Type, raw []byte, err error) (*pb.Value, error) {
 	if !utf8.Valid(raw) {
 		return nil, fmt.Errorf("source %s: %s.%s holds text that is not valid UTF-8; ferry reads text as UTF-8 (is the database SQL_ASCII? convert it, or read the column as bytea)", p.cfg.Name, table, col)
 	}
