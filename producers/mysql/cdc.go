@@ -1,24 +1,22 @@
 package mysql
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ferry-dev/ferry/config"
 	"github.com/ferry-dev/ferry/internal/metrics"
-	"github.com/ferry-dev/ferry/producers"
 	"github.com/ferry-dev/ferry/streams"
 	"github.com/ferry-dev/ferry/streams/pb"
 )
@@ -51,7 +49,14 @@ type cdc struct {
 	ackedSet bool
 	saved    position
 	events   int64
-	pub      *producers.Replayer
+
+	// replaying: events before the first one the stream does not hold yet
+	// are repeats of what a previous run published (stored lists their
+	// positions); they are not published again.
+	replaying bool
+	stored    map[string]bool
+	// epoch suffixes every message id of this run (see publish).
+	epoch string
 
 	// at is the position after the last whole transaction (or event
 	// between transactions) handled; stop, when set, ends the stream once
@@ -100,12 +105,9 @@ func (p *producer) runStream(ctx context.Context, start position, stop *position
 	}
 	p.log.Info("streaming changes", "from", start.text(), "flavor", p.flavor)
 	c.ck = streams.NewCheckpointer(context.WithoutCancel(ctx), 16384)
-	c.pub = producers.NewReplayer(p.env.Conn, c.ck)
-	stored, err := p.lastStoredPosition(ctx)
-	if err != nil {
+	if err := c.resume(ctx, start); err != nil {
 		return err
 	}
-	c.pub.ResumeAfter(stored)
 	runErr := c.loop(ctx, streamer)
 	ckErr := c.ck.Close()
 	if err := c.save(context.WithoutCancel(ctx)); err != nil && runErr == nil {
@@ -402,9 +404,16 @@ func keysEqual(a, b *pb.Row) bool {
 }
 
 // publish sends one change event. Its position is the transaction's place
-// in the binlog and the event's index inside it; its message id is the
-// transaction's GTID (or binlog place) and index, so a change re-sent after
-// a restart is stored once.
+// in the binlog and the event's index inside it. After a restart the binlog
+// is read again from the saved position, and the stream may already hold
+// what follows it (published, but not yet saved as the position): those
+// changes are recognised by their positions and skipped. From the first
+// change the stream lacks, everything is published, also changes it holds
+// beyond that one: if an earlier publish was lost while later ones went
+// through, only publishing them again puts that key's changes back in
+// order. Every message id of a run has the run's own suffix, so those
+// repeats are stored, not dropped as duplicates; which is also why repeats
+// are told by position and not by id.
 func (c *cdc) publish(ev *pb.Event) error {
 	if err := config.WaitRows(c.ctx, c.p.limit, 1); err != nil {
 		return err
@@ -429,39 +438,47 @@ func (c *cdc) publish(ev *pb.Event) error {
 	}
 	lane := streams.Lane(ev.Key, c.p.cfg.Partitions)
 	subject := streams.EventSubject(c.p.cfg.Name, ev.Table, lane)
-	id := fmt.Sprintf("%s:%s:%d", c.p.cfg.Name, txID, ev.TxIndex)
-	if err := c.pub.PublishAt(c.ctx, subject, id, ev.Position, data); err != nil {
+	if c.replaying {
+		if c.stored[string(ev.Position)] {
+			c.events++
+			return nil
+		}
+		c.replaying = false
+		if c.storedBeyond(ev.Position) {
+			c.p.log.Warn("the stream misses a change that later ones follow; publishing again from it so that every key's changes stay in order",
+				"source", c.p.cfg.Name, "position", ev.PositionText)
+		}
+		c.stored = nil
+	}
+	id := fmt.Sprintf("%s:%s:%d:%s", c.p.cfg.Name, txID, ev.TxIndex, c.epoch)
+	f, err := c.p.env.Conn.PublishAsync(subject, id, data)
+	if err != nil {
 		return fmt.Errorf("source %s: %w", c.p.cfg.Name, err)
 	}
+	c.ck.Add(f)
 	c.events++
 	return nil
 }
 
-// lastStoredPosition is the position of the newest change event in the
-// source's stream (nil when it holds none). The binlog is re-read from the
-// saved position after a restart; what is at or before this position is
-// already stored, and what follows is new.
-func (p *producer) lastStoredPosition(ctx context.Context) ([]byte, error) {
-	s, err := p.env.Conn.JS.Stream(ctx, streams.StreamName(p.cfg.Name))
-	if err != nil {
-		return nil, fmt.Errorf("source %s: %w", p.cfg.Name, err)
-	}
-	m, err := s.GetLastMsgForSubject(ctx, streams.EventSubjects(p.cfg.Name))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("source %s: reading the stream's last event: %w", p.cfg.Name, err)
-	}
-	b, err := streams.Decode(m.Data)
-	if err != nil {
-		return nil, fmt.Errorf("source %s: the stream's last event: %w", p.cfg.Name, err)
-	}
-	var last []byte
-	for _, ev := range b.Events {
-		if bytes.Compare(ev.Position, last) > 0 {
-			last = ev.Position
+// storedBeyond reports whether the stream holds a change after pos.
+func (c *cdc) storedBeyond(pos []byte) bool {
+	for p := range c.stored {
+		if p > string(pos) {
+			return true
 		}
 	}
-	return last, nil
+	return false
+}
+
+// resume prepares a run that streams from start: it finds the changes the
+// stream already holds beyond start (see publish) and picks the run's id
+// suffix.
+func (c *cdc) resume(ctx context.Context, start position) error {
+	stored, err := c.p.env.Conn.StoredAfter(ctx, c.p.cfg.Name, start.order(), 0, 1<<20)
+	if err != nil {
+		return fmt.Errorf("source %s: %w", c.p.cfg.Name, err)
+	}
+	c.stored, c.replaying = stored, len(stored) > 0
+	c.epoch = strconv.FormatInt(time.Now().UnixNano(), 36)
+	return nil
 }
