@@ -1,11 +1,9 @@
 package producers
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -218,73 +216,6 @@ func (b *LaneBatcher) Finish(ctx context.Context) (int, error) {
 		}
 	}
 	return len(b.futs), streams.WaitAcks(ctx, b.futs)
-}
-
-// Replayer publishes change events after a (re)start. The stream may hold
-// events past the saved position; their deterministic ids make JetStream
-// drop the repeats. But if an earlier one is missing while later ones are
-// there (a publish that failed while later ones went through, or ids older
-// than the duplicate window), dedup would leave them out of order for
-// good. So events go one at a time while JetStream says "duplicate"; from
-// the first event it stores anew, every id of this run gets a fresh suffix,
-// so all that follows is stored again, in order, and asynchronously.
-type Replayer struct {
-	conn      *streams.Conn
-	ck        *streams.Checkpointer
-	replaying bool
-	epoch     string
-	// stored, when set, is the newest change position the stream held at
-	// the start (empty: none); see PublishAt.
-	stored []byte
-}
-
-// ResumeAfter tells the replayer the newest change position the stream
-// holds (empty when it holds none). Events published with PublishAt past
-// it are new: they go asynchronously under their own ids, which a later
-// restart then recognises as repeats, so no event is ever stored twice.
-func (r *Replayer) ResumeAfter(stored []byte) {
-	if stored == nil {
-		stored = []byte{}
-	}
-	r.stored = stored
-}
-
-// PublishAt is Publish for an event whose source position is pos.
-func (r *Replayer) PublishAt(ctx context.Context, subject, id string, pos, data []byte) error {
-	if r.replaying && r.stored != nil && bytes.Compare(pos, r.stored) > 0 {
-		r.replaying = false
-	}
-	return r.Publish(ctx, subject, id, data)
-}
-
-// NewReplayer publishes through conn, registering asynchronous publishes
-// with ck.
-func NewReplayer(conn *streams.Conn, ck *streams.Checkpointer) *Replayer {
-	return &Replayer{conn: conn, ck: ck, replaying: true}
-}
-
-// Publish sends one event message with its deterministic id.
-func (r *Replayer) Publish(ctx context.Context, subject, id string, data []byte) error {
-	if r.replaying {
-		ack, err := r.conn.PublishSync(ctx, subject, id, data)
-		if err != nil {
-			return err
-		}
-		if !ack.Duplicate {
-			r.replaying = false
-			r.epoch = strconv.FormatInt(time.Now().UnixNano(), 36)
-		}
-		return nil
-	}
-	if r.epoch != "" {
-		id += ":" + r.epoch
-	}
-	f, err := r.conn.PublishAsync(subject, id, data)
-	if err != nil {
-		return err
-	}
-	r.ck.Add(f)
-	return nil
 }
 
 // PlanChunks ensures the source's work-queue stream and every table's chunk
