@@ -8,8 +8,8 @@
 // This is still exactly-once in effect: every write is a whole-item put or
 // a delete, applied in the lane's order, so after a crash between the data
 // and the watermark the batch is applied again and the items end where they
-// would have; what a reader could see in between is an item briefly
-// reverting to a state it already had.
+// would have. A replay in other batches than the crashed one never takes an
+// item back to an older state either (replay.go).
 package dynamodb
 
 import (
@@ -46,14 +46,20 @@ type target struct {
 	mu    sync.Mutex
 	state *streams.State
 	ready map[string]bool // target tables known to exist
+	// intents are the lanes' batches recorded as in flight (replay.go).
+	intents map[string]*intent
+	// crashAfterItems, in tests, fails a batch between its items and its
+	// watermark, as a crash there would.
+	crashAfterItems func() error
 }
 
 func open(ctx context.Context, cfg config.Target, log *slog.Logger) (appliers.Target, error) {
 	t := &target{
 		cfg: cfg, dc: cfg.DynamoDB,
-		db:    dynamodb.NewFromConfig(dynamo.AWSConfig(cfg.DynamoDB.AWSAccess)),
-		log:   log.With("target", cfg.Name),
-		ready: map[string]bool{},
+		db:      dynamodb.NewFromConfig(dynamo.AWSConfig(cfg.DynamoDB.AWSAccess)),
+		log:     log.With("target", cfg.Name),
+		ready:   map[string]bool{},
+		intents: map[string]*intent{},
 	}
 	if err := t.ensureStateTable(ctx); err != nil {
 		return nil, dynamo.Scrub(err, t.dc.AWSAccess)
@@ -117,6 +123,13 @@ func (t *target) applied(ctx context.Context, lane appliers.Lane) (uint64, error
 	if err != nil {
 		return 0, fmt.Errorf("target %s: reading state table %s: %w", t.cfg.Name, t.dc.StateTable, err)
 	}
+	in, err := decodeIntent(out.Item)
+	if err != nil {
+		return 0, appliers.Permanent(fmt.Errorf("target %s: state table %s, lane %s: %w", t.cfg.Name, t.dc.StateTable, t.laneID(lane), err))
+	}
+	t.mu.Lock()
+	t.intents[t.laneID(lane)] = in
+	t.mu.Unlock()
 	n, ok := out.Item["seq"].(*types.AttributeValueMemberN)
 	if !ok {
 		return 0, nil
@@ -130,6 +143,7 @@ func (t *target) applied(ctx context.Context, lane appliers.Lane) (uint64, error
 
 // write is one item write of a batch.
 type write struct {
+	key   string // target table and key
 	table string
 	req   types.WriteRequest
 	item  appliers.Item
@@ -148,6 +162,8 @@ func (t *target) apply(ctx context.Context, lane appliers.Lane, items []appliers
 	var rejected []appliers.Rejected
 	index := map[string]int{}
 	var writes []*write
+	firstSeq := map[string]uint64{}
+	repeated := map[string]uint64{} // keys changed more than once: their last change
 	for _, it := range items {
 		ev := it.Event
 		dst := t.tableName(ev.GetTable())
@@ -182,11 +198,42 @@ func (t *target) apply(ctx context.Context, lane appliers.Lane, items []appliers
 		}
 		kb, _ := ev.GetKey().MarshalVT()
 		k := dst + "\x00" + string(kb)
+		w.key = k
 		if i, ok := index[k]; ok {
 			writes[i] = w
+			if it.Seq != firstSeq[k] {
+				repeated[k] = it.Seq
+			}
 		} else {
+			firstSeq[k] = it.Seq
 			index[k] = len(writes)
 			writes = append(writes, w)
+		}
+	}
+	laneID := t.laneID(lane)
+	t.mu.Lock()
+	pending := t.intents[laneID]
+	t.mu.Unlock()
+	if pending != nil {
+		kept := writes[:0]
+		for _, w := range writes {
+			if !pending.older(w.key, w.item.Seq) {
+				kept = append(kept, w)
+			}
+		}
+		writes = kept
+	}
+	next := pending.merge(lastSeq, repeated)
+	if next != pending {
+		_, err := t.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName:                 aws.String(t.dc.StateTable),
+			Key:                       map[string]types.AttributeValue{"lane": &types.AttributeValueMemberS{Value: laneID}},
+			UpdateExpression:          aws.String("SET upto = :u, #k = :k"),
+			ExpressionAttributeNames:  map[string]string{"#k": "keys"},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":u": &types.AttributeValueMemberN{Value: strconv.FormatUint(next.upto, 10)}, ":k": &types.AttributeValueMemberB{Value: next.encode()}},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("target %s: recording lane %d's batch in %s: %w", t.cfg.Name, lane.Partition, t.dc.StateTable, err)
 		}
 	}
 	rj, err := t.writeAll(ctx, writes)
@@ -199,16 +246,33 @@ func (t *target) apply(ctx context.Context, lane appliers.Lane, items []appliers
 			return nil, err
 		}
 	}
-	_, err = t.db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(t.dc.StateTable),
-		Item: map[string]types.AttributeValue{
-			"lane": &types.AttributeValueMemberS{Value: t.laneID(lane)},
-			"seq":  &types.AttributeValueMemberN{Value: strconv.FormatUint(lastSeq, 10)},
-		},
-	})
+	if t.crashAfterItems != nil {
+		if err := t.crashAfterItems(); err != nil {
+			return nil, err
+		}
+	}
+	seq := &types.AttributeValueMemberN{Value: strconv.FormatUint(lastSeq, 10)}
+	if next != nil && lastSeq < next.upto {
+		// Still replaying a recorded batch: its record stays.
+		_, err = t.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName:                 aws.String(t.dc.StateTable),
+			Key:                       map[string]types.AttributeValue{"lane": &types.AttributeValueMemberS{Value: laneID}},
+			UpdateExpression:          aws.String("SET seq = :s"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":s": seq},
+		})
+	} else {
+		_, err = t.db.PutItem(ctx, &dynamodb.PutItemInput{
+			TableName: aws.String(t.dc.StateTable),
+			Item:      map[string]types.AttributeValue{"lane": &types.AttributeValueMemberS{Value: laneID}, "seq": seq},
+		})
+		next = nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("target %s: recording lane %d's applied sequence in %s: %w", t.cfg.Name, lane.Partition, t.dc.StateTable, err)
 	}
+	t.mu.Lock()
+	t.intents[laneID] = next
+	t.mu.Unlock()
 	return rejected, nil
 }
 

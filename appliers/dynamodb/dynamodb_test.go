@@ -110,3 +110,92 @@ func TestApplyLastChangeWinsAndReplayConverges(t *testing.T) {
 }
 
 func errorsIsPermanent(err error) bool { return errors.Is(err, appliers.ErrPermanent) }
+
+// After a crash between a batch's items and its watermark, the lane is
+// delivered again from the watermark in other batches. A replayed batch
+// that ends between two changes of a key the crashed batch wrote at once
+// must not take the item back to the earlier change (found by the fault
+// trials' kill-applier case): the first replayed batch leaves k1 and k2 as
+// the crashed batch wrote them, and the lane ends where it would have.
+func TestReplayInOtherBatchesNeverGoesBack(t *testing.T) {
+	dynamotest.Require(t, setupErr)
+	ctx := context.Background()
+	c := server.Client()
+	_, err := c.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:            aws.String("replayed"),
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("pk"), AttributeType: types.ScalarAttributeTypeS}},
+		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: types.KeyTypeHash}},
+		BillingMode:          types.BillingModePayPerRequest,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Target{Name: "t", Type: "dynamodb", Tables: map[string]string{"items": "replayed"}, DynamoDB: config.DynamoDBTarget{
+		AWSAccess: config.AWSAccess{Endpoint: server.Endpoint(), AccessKey: "k", SecretKey: "s"}, BatchItems: 25, WriteParallelism: 2, StateTable: "ferry_state_replay"}}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tg, err := open(ctx, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lane := appliers.Lane{Source: "src", Partition: 0}
+	state := func() string {
+		got := map[string]string{}
+		out, err := c.Scan(ctx, &dynamodb.ScanInput{TableName: aws.String("replayed"), ConsistentRead: aws.Bool(true)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range out.Items {
+			got[it["pk"].(*types.AttributeValueMemberS).Value] = it["v"].(*types.AttributeValueMemberS).Value
+		}
+		return fmt.Sprint(got)
+	}
+	if _, err := tg.Apply(ctx, lane, []appliers.Item{put("k1", "v1", 1), put("k2", "v1", 1)}, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	crashed := []appliers.Item{put("k1", "v2", 2), put("k3", "v1", 3), put("k1", "v3", 4), put("k2", "v2", 5), del("k2", 6)}
+	tg.(*target).crashAfterItems = func() error { return errors.New("crash") }
+	if _, err := tg.Apply(ctx, lane, crashed, 6, nil); err == nil {
+		t.Fatal("the crash hook did not fail the batch")
+	}
+	want := "map[k1:v3 k3:v1]"
+	if got := state(); got != want {
+		t.Fatalf("after the crashed batch: %s, want %s", got, want)
+	}
+
+	// A new process: the watermark says 1; the lane comes again in two
+	// batches, the first ending between k1's and k2's two changes.
+	tg2, err := open(ctx, cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seq, err := tg2.Applied(ctx, lane); err != nil || seq != 1 {
+		t.Fatalf("watermark %d, %v; want 1", seq, err)
+	}
+	if _, err := tg2.Apply(ctx, lane, crashed[:2], 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := state(); got != want {
+		t.Errorf("after the first replayed batch: %s, want %s (no key back to an older change)", got, want)
+	}
+	if _, err := tg2.Apply(ctx, lane, crashed[2:], 6, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := state(); got != want {
+		t.Errorf("after the replay: %s, want %s", got, want)
+	}
+	// The record of the crashed batch is gone once the replay passed it:
+	// later batches write every change again.
+	if _, err := tg2.Apply(ctx, lane, []appliers.Item{put("k1", "v0", 7)}, 7, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := state(); got != "map[k1:v0 k3:v1]" {
+		t.Errorf("after the replay ended: %s, want k1 written again", got)
+	}
+	out, err := c.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String("ferry_state_replay"), Key: map[string]types.AttributeValue{"lane": &types.AttributeValueMemberS{Value: "t/src/0"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := out.Item["upto"]; ok {
+		t.Errorf("the lane's state still records a batch in flight: %v", out.Item)
+	}
+}

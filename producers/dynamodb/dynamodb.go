@@ -40,6 +40,9 @@ type producer struct {
 	maxPayload int
 	// published counts stream records published by this run.
 	published atomic.Int64
+	// acked is the highest stream sequence known acknowledged, for the
+	// shards' resume floors (resume.go).
+	acked atomic.Uint64
 	// tips tracks which shards are at their tip, for the cut-over check.
 	tips tips
 }

@@ -25,6 +25,20 @@ import (
 type shardState struct {
 	Seq  string `json:"seq,omitempty"`
 	Done bool   `json:"done,omitempty"`
+	// StreamSeq is a JetStream stream sequence no record of the shard
+	// after Seq can be stored at or below: a resumed shard looks past it
+	// for the records a crashed run published already (resume.go).
+	StreamSeq uint64 `json:"streamSeq,omitempty"`
+}
+
+// noteAcked raises the highest stream sequence known acknowledged.
+func (p *producer) noteAcked(seq uint64) {
+	for {
+		cur := p.acked.Load()
+		if seq <= cur || p.acked.CompareAndSwap(cur, seq) {
+			return
+		}
+	}
 }
 
 func (p *producer) shardKey(t *table, shard string) string {
@@ -33,6 +47,17 @@ func (p *producer) shardKey(t *table, shard string) string {
 
 // stream follows every table's stream until ctx ends.
 func (p *producer) stream(ctx context.Context) error {
+	// Everything published before (the snapshot) is acknowledged: any
+	// stream record published from now on is stored after this.
+	st, err := p.env.Conn.JS.Stream(ctx, streams.StreamName(p.cfg.Name))
+	if err != nil {
+		return fmt.Errorf("source %s: opening its stream: %w", p.cfg.Name, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("source %s: reading its stream: %w", p.cfg.Name, err)
+	}
+	p.noteAcked(info.State.LastSeq)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
@@ -198,14 +223,38 @@ func (p *producer) readShard(ctx context.Context, t *table, shard string, st sha
 	if st.Seq != "" {
 		log.Info("resuming shard after its saved sequence number", "sequenceNumber", st.Seq)
 	}
+	skip := &resumeSkip{}
+	if st.StreamSeq > 0 {
+		stored, err := storedRecords(ctx, p.env.Conn.JS, p.cfg.Name, t.name, shard, st.Seq, st.StreamSeq)
+		if err != nil {
+			return err
+		}
+		skip.stored = stored
+	} else {
+		// A shard read for the first time (or saved by an older ferry):
+		// its floor before anything of it is published, so that a crash
+		// before its first saved page is resumed as above.
+		st.StreamSeq = p.acked.Load()
+		if err := p.env.State.PutJSON(ctx, p.shardKey(t, shard), st); err != nil {
+			return err
+		}
+	}
 	it, err := p.iterator(ctx, t, shard, st.Seq)
 	if err != nil || it == nil {
 		return err
 	}
 	ck := streams.NewCheckpointer(context.WithoutCancel(ctx), 4096)
-	last := st.Seq
+	last, floor := st.Seq, st.StreamSeq
+	// save records the shard's state once everything published before it
+	// is acknowledged. Its floor: records after it are published after
+	// this call, so they are stored after anything acknowledged by now and
+	// after this shard's own messages so far.
 	save := func(s shardState) func() error {
+		s.StreamSeq = max(floor, p.acked.Load())
+		floor = s.StreamSeq
 		return func() error {
+			s.StreamSeq = max(s.StreamSeq, ck.Seq())
+			p.noteAcked(ck.Seq())
 			return p.env.State.PutJSON(context.WithoutCancel(ctx), p.shardKey(t, shard), s)
 		}
 	}
@@ -241,10 +290,21 @@ func (p *producer) readShard(ctx context.Context, t *table, shard string, st sha
 			return finish(fmt.Errorf("source %s: reading shard %s of table %s: %w", p.cfg.Name, shard, t.name, err))
 		}
 		for _, r := range out.Records {
+			if r.Dynamodb == nil {
+				continue
+			}
+			seq := aws.ToString(r.Dynamodb.SequenceNumber)
+			if skip.skip(seq) {
+				last = seq
+				if len(skip.stored) == 0 {
+					log.Info("passed over records a previous run published", "records", skip.skipped)
+				}
+				continue
+			}
 			if err := p.publishRecord(t, shard, r, ck); err != nil {
 				return finish(err)
 			}
-			last = aws.ToString(r.Dynamodb.SequenceNumber)
+			last = seq
 		}
 		if err := ck.Err(); err != nil {
 			return finish(err)
@@ -260,6 +320,11 @@ func (p *producer) readShard(ctx context.Context, t *table, shard string, st sha
 			// At the tip: once everything before is stored, this shard
 			// holds nothing older than asked that is not published.
 			ck.Mark(func() error { p.tips.reached(t.name, shard, asked); return nil })
+			// An idle shard's floor follows the stream, so that a resume
+			// looks through little of it.
+			if p.acked.Load() > floor+resumeFloorStep {
+				ck.Mark(save(shardState{Seq: last}))
+			}
 			sleepCtx(ctx, p.dc.StreamPollInterval.D())
 		}
 		it = out.NextShardIterator
