@@ -2,8 +2,10 @@ package cqlcodec
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,6 +49,13 @@ func Cluster(o ClusterOptions) (*gocql.ClusterConfig, error) {
 		return nil, fmt.Errorf("dsn %s %v", config.Redact(o.DSN), err)
 	}
 	c := gocql.NewCluster(d.Hosts...)
+	if p := commonPort(d.Hosts); p != 0 {
+		// The driver reaches the nodes it discovers (system.local and
+		// system.peers, read at the start and again whenever its control
+		// connection reconnects) on Port, 9042 unless set: a cluster on
+		// another port would be left for a port nothing listens on.
+		c.Port = p
+	}
 	c.ProtoVersion = o.Protocol
 	c.Timeout = 30 * time.Second
 	c.ConnectTimeout = 10 * time.Second
@@ -68,6 +77,21 @@ func Cluster(o ClusterOptions) (*gocql.ClusterConfig, error) {
 	// The driver's own retries would hide failures from ferry's backoff.
 	c.RetryPolicy = &gocql.SimpleRetryPolicy{NumRetries: 0}
 	return c, nil
+}
+
+// commonPort is the port every host names, or 0 when they name none or
+// differ.
+func commonPort(hosts []string) int {
+	port := 0
+	for i, h := range hosts {
+		_, ps, err := net.SplitHostPort(h)
+		p, err2 := strconv.Atoi(ps)
+		if err != nil || err2 != nil || (i > 0 && p != port) {
+			return 0
+		}
+		port = p
+	}
+	return port
 }
 
 // FrozenTop reports whether a column's type is frozen at its top level, from
