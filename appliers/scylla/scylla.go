@@ -7,7 +7,6 @@ package scylla
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -129,24 +128,9 @@ func (t *Target) Apply(ctx context.Context, _ appliers.Lane, items []appliers.It
 	return rejected, nil
 }
 
-// retryable reports driver errors that a later attempt may not meet:
-// timeouts, unavailable replicas, an overloaded or bootstrapping node, a
-// lost connection.
-func retryable(err error) bool {
-	var rerr gocql.RequestError
-	if errors.As(err, &rerr) {
-		switch rerr.Code() {
-		case gocql.ErrCodeUnavailable, gocql.ErrCodeOverloaded, gocql.ErrCodeBootstrapping,
-			gocql.ErrCodeTruncate, gocql.ErrCodeWriteTimeout, gocql.ErrCodeReadTimeout,
-			gocql.ErrCodeReadFailure, gocql.ErrCodeWriteFailure, gocql.ErrCodeServer:
-			return true
-		}
-		return false
-	}
-	return errors.Is(err, gocql.ErrTimeoutNoResponse) || errors.Is(err, gocql.ErrNoConnections) ||
-		errors.Is(err, gocql.ErrConnectionClosed) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, gocql.ErrUnavailable)
-}
+// retryable reports driver errors that a later attempt may not meet (see
+// cqlcodec.Retryable).
+func retryable(err error) bool { return cqlcodec.Retryable(err) }
 
 // exec runs fn, retrying retryable driver errors with backoff (up to about
 // half a minute); other errors are returned at once.

@@ -1,6 +1,8 @@
 package cqlcodec
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -92,6 +94,26 @@ func commonPort(hosts []string) int {
 		port = p
 	}
 	return port
+}
+
+// Retryable reports driver errors that a later attempt may not meet:
+// timeouts, unavailable replicas, an overloaded or bootstrapping node, a
+// lost connection. The target retries them; the source reads the ranges it
+// had not finished again.
+func Retryable(err error) bool {
+	var rerr gocql.RequestError
+	if errors.As(err, &rerr) {
+		switch rerr.Code() {
+		case gocql.ErrCodeUnavailable, gocql.ErrCodeOverloaded, gocql.ErrCodeBootstrapping,
+			gocql.ErrCodeTruncate, gocql.ErrCodeWriteTimeout, gocql.ErrCodeReadTimeout,
+			gocql.ErrCodeReadFailure, gocql.ErrCodeWriteFailure, gocql.ErrCodeServer:
+			return true
+		}
+		return false
+	}
+	return errors.Is(err, gocql.ErrTimeoutNoResponse) || errors.Is(err, gocql.ErrNoConnections) ||
+		errors.Is(err, gocql.ErrConnectionClosed) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, gocql.ErrUnavailable)
 }
 
 // FrozenTop reports whether a column's type is frozen at its top level, from

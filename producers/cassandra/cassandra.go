@@ -75,6 +75,21 @@ func (p *producer) Ping(ctx context.Context) error {
 
 // Run snapshots every configured table, then returns.
 func (p *producer) Run(ctx context.Context) error {
+	return restartable(ctx, p.snapshotAll(ctx))
+}
+
+// restartable marks the driver's errors of a lost connection or a node's
+// passing trouble (cqlcodec.Retryable) as a reason to open the source again:
+// the supervisor then reads only the token ranges not finished, instead of
+// ending the process.
+func restartable(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() == nil && !errors.Is(err, producers.ErrRestart) && cqlcodec.Retryable(err) {
+		return producers.Restart(err)
+	}
+	return err
+}
+
+func (p *producer) snapshotAll(ctx context.Context) error {
 	defer p.sess.Close()
 	if err := p.loadTables(); err != nil {
 		return err
