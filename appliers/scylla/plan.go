@@ -65,16 +65,16 @@ func (t *Target) table(src string) (*targetTable, error) {
 	if err != nil {
 		return nil, appliers.Permanent(fmt.Errorf("target %s: keyspace %s (for source table %s): %w", t.cfg.Name, ksName, src, err))
 	}
-	tm, ok := ks.Tables[name]
-	if !ok {
+	if _, ok := ks.Tables[name]; !ok {
 		return nil, appliers.Permanent(fmt.Errorf("target %s: table %s.%s does not exist (it receives source table %s); create it first", t.cfg.Name, ksName, name, src))
 	}
 	tt = &targetTable{keyspace: ksName, name: name, ident: quote(ksName) + "." + quote(name), types: map[string]gocql.TypeInfo{}}
-	sel := make([]string, 0, len(tm.Columns))
-	for n := range tm.Columns {
-		sel = append(sel, quote(n))
-	}
-	iter := t.sess.Query("SELECT " + strings.Join(sel, ", ") + " FROM " + tt.ident + " LIMIT 1").Consistency(t.cons).Iter()
+	// The columns and their types come from the result metadata of
+	// SELECT *, not from the driver's schema metadata: that is read from the
+	// schema tables in separate queries and was seen (Cassandra 2.1 under
+	// load) to hold the table with no columns, a state cached for the
+	// session's life, so every retry failed the same way.
+	iter := t.sess.Query("SELECT * FROM " + tt.ident + " LIMIT 1").Consistency(t.cons).Iter()
 	cols := iter.Columns()
 	if err := iter.Close(); err != nil {
 		return nil, fmt.Errorf("target %s: reading the column types of %s.%s: %w", t.cfg.Name, ksName, name, err)

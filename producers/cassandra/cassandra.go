@@ -175,6 +175,12 @@ func (p *producer) loadTables() error {
 }
 
 func (p *producer) newTable(tm *gocql.TableMetadata) (*table, error) {
+	if len(tm.PartitionKey) == 0 {
+		// The driver reads the schema tables in separate queries and can
+		// catch a table without its columns; it keeps that for the
+		// session's life. A new session reads them again.
+		return nil, producers.Restart(fmt.Errorf("the driver's schema of %s.%s has no partition key; reading it again", tm.Keyspace, tm.Name))
+	}
 	t := &table{Name: tm.Keyspace + "." + tm.Name, keyspace: tm.Keyspace, name: tm.Name}
 	t.cols = append(t.cols, tm.PartitionKey...)
 	t.cols = append(t.cols, tm.ClusteringColumns...)

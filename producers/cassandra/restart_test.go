@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/gocql/gocql"
@@ -34,5 +35,16 @@ func TestLostConnectionRestartsTheProducer(t *testing.T) {
 	}
 	if restartable(ctx, nil) != nil {
 		t.Fatal("no error gives an error")
+	}
+}
+
+// Schema metadata that shows a table without its columns (the driver read
+// the schema tables while they changed) restarts the producer, whose new
+// session reads them again, rather than building a query of no columns.
+func TestIncompleteSchemaRestartsTheProducer(t *testing.T) {
+	p := &producer{}
+	_, err := p.newTable(&gocql.TableMetadata{Keyspace: "ks", Name: "f", Columns: map[string]*gocql.ColumnMetadata{}})
+	if !errors.Is(err, producers.ErrRestart) || !strings.Contains(err.Error(), "ks.f") {
+		t.Fatalf("got %v; want a restart naming ks.f", err)
 	}
 }
