@@ -23,12 +23,16 @@ type FailWatcher struct {
 	procs    []*Proc
 	restarts int
 	stop     chan struct{}
+	stopOnce sync.Once
 	stopped  chan struct{}
 }
 
-// WatchFailures starts watching procs.
+// WatchFailures starts watching procs. The watching ends with Stop, or when
+// the test ends (a test that failed before Stop must not leave a watcher
+// that logs to it, or starts processes for it, afterwards).
 func WatchFailures(t testing.TB, procs ...*Proc) *FailWatcher {
 	w := &FailWatcher{t: t, procs: procs, stop: make(chan struct{}), stopped: make(chan struct{})}
+	t.Cleanup(func() { w.Stop() })
 	go func() {
 		defer close(w.stopped)
 		for {
@@ -69,8 +73,10 @@ func (w *FailWatcher) Procs() []*Proc {
 // Stop ends the watching and returns the processes (in the order given to
 // WatchFailures) and how many were started again.
 func (w *FailWatcher) Stop() ([]*Proc, int) {
-	close(w.stop)
+	w.stopOnce.Do(func() { close(w.stop) })
 	<-w.stopped
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	return w.procs, w.restarts
 }
 
