@@ -229,10 +229,11 @@ func fillFault(t *testing.T, sess *gocql.Session) {
 // timestamps grow with the versions, so a key's newer version always has
 // the newer timestamp whichever write reaches a side first.
 type dualWriter struct {
-	stop chan struct{}
-	done chan struct{}
-	n    atomic.Int64
-	err  error
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+	n        atomic.Int64
+	err      error
 }
 
 func startDualWriter(t *testing.T, p *pipeline, seed uint64) *dualWriter {
@@ -296,12 +297,14 @@ func startDualWriter(t *testing.T, p *pipeline, seed uint64) *dualWriter {
 		}()
 	}
 	go func() { wg.Wait(); close(w.done) }()
+	// A trial that failed early must not leave the writers running.
+	t.Cleanup(func() { w.stopOnce.Do(func() { close(w.stop) }); <-w.done })
 	return w
 }
 
 func (w *dualWriter) finish(t *testing.T) {
 	t.Helper()
-	close(w.stop)
+	w.stopOnce.Do(func() { close(w.stop) })
 	<-w.done
 	if w.err != nil {
 		t.Fatalf("dual writer: %v", w.err)
@@ -316,11 +319,12 @@ func (w *dualWriter) finish(t *testing.T) {
 // is missed); the final comparison of writetimes sees the end state of
 // every key.
 type hotPoller struct {
-	stop    chan struct{}
-	done    chan struct{}
-	rounds  int
-	regress []string
-	err     error
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+	rounds   int
+	regress  []string
+	err      error
 }
 
 func startHotPoller(t *testing.T, p *pipeline) *hotPoller {
@@ -355,11 +359,12 @@ func startHotPoller(t *testing.T, p *pipeline) *hotPoller {
 			hp.rounds++
 		}
 	}()
+	t.Cleanup(func() { hp.finish() })
 	return hp
 }
 
 func (hp *hotPoller) finish() *hotPoller {
-	close(hp.stop)
+	hp.stopOnce.Do(func() { close(hp.stop) })
 	<-hp.done
 	return hp
 }
