@@ -7,6 +7,7 @@ package scylla
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -55,9 +56,13 @@ func open(ctx context.Context, cfg config.Target, log *slog.Logger) (appliers.Ta
 		sem:    make(chan struct{}, cfg.CQLConnections),
 		tables: map[string]*targetTable{},
 	}
-	if _, err := sess.KeyspaceMetadata(cfg.CQLKeyspace); err != nil {
+	if _, err := cqlcodec.KeyspaceMetadata(ctx, sess, cfg.CQLKeyspace); err != nil {
 		sess.Close()
-		return nil, appliers.Permanent(fmt.Errorf("target %s: keyspace %q: %w", cfg.Name, cfg.CQLKeyspace, err))
+		err = fmt.Errorf("target %s: keyspace %q: %w", cfg.Name, cfg.CQLKeyspace, err)
+		if errors.Is(err, gocql.ErrKeyspaceDoesNotExist) {
+			err = appliers.Permanent(err)
+		}
+		return nil, err
 	}
 	return t, nil
 }

@@ -116,6 +116,31 @@ func Retryable(err error) bool {
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, gocql.ErrUnavailable)
 }
 
+// KeyspaceMetadata reads a keyspace's schema through the driver, trying
+// again (6 times within about 3 s) when the read fails for another reason
+// than the keyspace's absence: the driver reads the schema tables in
+// separate queries, and Cassandra 2.1 under load was seen to answer one with
+// a half-written row ("invalid JSON value ” as strategy_options"). A failed
+// read is not cached, so the next one reads the tables again.
+func KeyspaceMetadata(ctx context.Context, s *gocql.Session, keyspace string) (*gocql.KeyspaceMetadata, error) {
+	return keyspaceMetadata(ctx, s.KeyspaceMetadata, keyspace, 100*time.Millisecond)
+}
+
+func keyspaceMetadata(ctx context.Context, read func(string) (*gocql.KeyspaceMetadata, error), keyspace string, wait time.Duration) (*gocql.KeyspaceMetadata, error) {
+	for attempt := 1; ; attempt++ {
+		m, err := read(keyspace)
+		if err == nil || errors.Is(err, gocql.ErrKeyspaceDoesNotExist) || attempt == 6 {
+			return m, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
+
 // FrozenTop reports whether a column's type is frozen at its top level, from
 // the schema's validator (2.x: FrozenType(...)) or type text (3.x+:
 // frozen<...>). Tuples are always frozen.

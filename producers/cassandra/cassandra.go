@@ -91,7 +91,7 @@ func restartable(ctx context.Context, err error) error {
 
 func (p *producer) snapshotAll(ctx context.Context) error {
 	defer p.sess.Close()
-	if err := p.loadTables(); err != nil {
+	if err := p.loadTables(ctx); err != nil {
 		return err
 	}
 	for _, t := range p.tables {
@@ -144,8 +144,8 @@ func quote(id string) string { return `"` + strings.ReplaceAll(id, `"`, `""`) + 
 // loadTables reads the tables' layout from the driver's schema metadata,
 // which reads system.schema_* on Cassandra 2.x and system_schema on 3+ and
 // ScyllaDB.
-func (p *producer) loadTables() error {
-	ks, err := p.sess.KeyspaceMetadata(p.cfg.CQLKeyspace)
+func (p *producer) loadTables(ctx context.Context) error {
+	ks, err := cqlcodec.KeyspaceMetadata(ctx, p.sess, p.cfg.CQLKeyspace)
 	if errors.Is(err, gocql.ErrKeyspaceDoesNotExist) || (err == nil && len(ks.Tables) == 0 && len(p.cfg.Tables) == 0) {
 		return fmt.Errorf("source %s: keyspace %q does not exist (or has no tables)", p.cfg.Name, p.cfg.CQLKeyspace)
 	}
@@ -163,6 +163,13 @@ func (p *producer) loadTables() error {
 		n = strings.TrimPrefix(n, p.cfg.CQLKeyspace+".")
 		tm, ok := ks.Tables[n]
 		if !ok {
+			ident := quote(p.cfg.CQLKeyspace) + "." + quote(n)
+			if p.sess.Query("SELECT * FROM "+ident+" LIMIT 1").WithContext(ctx).Consistency(p.cons).Exec() == nil {
+				// It answers, so the driver's (cached) schema was read
+				// while the schema tables changed: a new session reads
+				// them again.
+				return producers.Restart(fmt.Errorf("source %s: the driver's schema of keyspace %s lacks table %s, which exists; reading it again", p.cfg.Name, p.cfg.CQLKeyspace, n))
+			}
 			return fmt.Errorf("source %s: table %s.%s does not exist", p.cfg.Name, p.cfg.CQLKeyspace, n)
 		}
 		t, err := p.newTable(tm)
