@@ -37,6 +37,18 @@ type Target struct {
 
 	mu     sync.Mutex
 	tables map[string]*targetTable
+	// clock is the time in µs since the epoch; nil means the wall clock.
+	// execHook, when set, runs statements instead of the session. Both are
+	// for tests.
+	clock    func() int64
+	execHook func([]stmt) error
+}
+
+func (t *Target) now() int64 {
+	if t.clock != nil {
+		return t.clock()
+	}
+	return time.Now().UnixMicro()
 }
 
 func open(ctx context.Context, cfg config.Target, log *slog.Logger) (appliers.Target, error) {
