@@ -34,6 +34,17 @@ func (t *Target) applyGroup(ctx context.Context, g *group) ([]appliers.Rejected,
 		pending  []rendered
 		size     int
 	)
+	// again renders an event's statements at the moment of each attempt:
+	// a TTL is what was left at the read minus the time since, and a
+	// statement retried after a lost connection (half a minute of backoff at
+	// most) with the TTL of its first attempt would make the cell outlive
+	// the source's by that long.
+	again := func(r rendered) []stmt {
+		if st, err := t.rowStmts(g.table, r.item.Event, t.now()); err == nil {
+			return st
+		}
+		return r.stmts // it rendered before; only its TTLs move with the time
+	}
 	flush := func() error {
 		if len(pending) == 0 {
 			return nil
@@ -41,7 +52,7 @@ func (t *Target) applyGroup(ctx context.Context, g *group) ([]appliers.Rejected,
 		err := t.exec(ctx, "writing to "+g.table.keyspace+"."+g.table.name, func() error {
 			var all []stmt
 			for _, r := range pending {
-				all = append(all, r.stmts...)
+				all = append(all, again(r)...)
 			}
 			return t.execStmts(ctx, all)
 		})
@@ -52,7 +63,7 @@ func (t *Target) applyGroup(ctx context.Context, g *group) ([]appliers.Rejected,
 			// Refused for its data: find the events the server refuses.
 			for _, r := range pending {
 				err := t.exec(ctx, "writing to "+g.table.keyspace+"."+g.table.name, func() error {
-					return t.execStmts(ctx, r.stmts)
+					return t.execStmts(ctx, again(r))
 				})
 				if err != nil && retryable(err) {
 					return fmt.Errorf("target %s: writing to %s.%s: %w", t.cfg.Name, g.table.keyspace, g.table.name, err)
@@ -66,7 +77,7 @@ func (t *Target) applyGroup(ctx context.Context, g *group) ([]appliers.Rejected,
 		return nil
 	}
 	for _, it := range g.items {
-		stmts, err := t.rowStmts(g.table, it.Event, time.Now().UnixMicro())
+		stmts, err := t.rowStmts(g.table, it.Event, t.now())
 		if err != nil {
 			rejected = append(rejected, appliers.Rejected{Item: it, Reason: fmt.Sprintf("%s.%s: %v", g.table.keyspace, g.table.name, err)})
 			continue
@@ -89,6 +100,9 @@ func (t *Target) applyGroup(ctx context.Context, g *group) ([]appliers.Rejected,
 // execStmts runs statements as one unlogged batch, or as a plain statement
 // when there is only one.
 func (t *Target) execStmts(ctx context.Context, all []stmt) error {
+	if t.execHook != nil {
+		return t.execHook(all)
+	}
 	if len(all) == 1 {
 		return t.sess.Query(all[0].q, all[0].args...).WithContext(ctx).Consistency(t.cons).Idempotent(true).Exec()
 	}

@@ -2,6 +2,7 @@ package scylla
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -61,22 +62,20 @@ func (t *Target) table(src string) (*targetTable, error) {
 		return tt, nil
 	}
 	ksName, name := t.targetName(src)
-	ks, err := t.sess.KeyspaceMetadata(ksName)
-	if err != nil {
-		return nil, appliers.Permanent(fmt.Errorf("target %s: keyspace %s (for source table %s): %w", t.cfg.Name, ksName, src, err))
-	}
-	tm, ok := ks.Tables[name]
-	if !ok {
-		return nil, appliers.Permanent(fmt.Errorf("target %s: table %s.%s does not exist (it receives source table %s); create it first", t.cfg.Name, ksName, name, src))
-	}
 	tt = &targetTable{keyspace: ksName, name: name, ident: quote(ksName) + "." + quote(name), types: map[string]gocql.TypeInfo{}}
-	sel := make([]string, 0, len(tm.Columns))
-	for n := range tm.Columns {
-		sel = append(sel, quote(n))
-	}
-	iter := t.sess.Query("SELECT " + strings.Join(sel, ", ") + " FROM " + tt.ident + " LIMIT 1").Consistency(t.cons).Iter()
+	// The table's existence, columns and types come from SELECT *: the
+	// result metadata is exact. The driver's schema metadata is read from
+	// the schema tables in separate queries and was seen (Cassandra 2.1
+	// under load) to hold a table with no columns, or to lack a table that
+	// existed, cached for the session's life, so every retry failed alike.
+	iter := t.sess.Query("SELECT * FROM " + tt.ident + " LIMIT 1").Consistency(t.cons).Iter()
 	cols := iter.Columns()
 	if err := iter.Close(); err != nil {
+		var rerr gocql.RequestError
+		if errors.As(err, &rerr) && rerr.Code() == gocql.ErrCodeInvalid {
+			// The server's answer for a keyspace or table it does not have.
+			return nil, appliers.Permanent(fmt.Errorf("target %s: table %s.%s does not exist (it receives source table %s); create it first (%v)", t.cfg.Name, ksName, name, src, err))
+		}
 		return nil, fmt.Errorf("target %s: reading the column types of %s.%s: %w", t.cfg.Name, ksName, name, err)
 	}
 	for _, c := range cols {

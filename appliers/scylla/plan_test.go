@@ -1,11 +1,15 @@
 package scylla
 
 import (
+	"context"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 
 	"github.com/gocql/gocql"
 
+	"github.com/ferry-dev/ferry/appliers"
 	"github.com/ferry-dev/ferry/config"
 	"github.com/ferry-dev/ferry/streams/pb"
 )
@@ -115,5 +119,35 @@ func TestCheckColumns(t *testing.T) {
 func TestRetryable(t *testing.T) {
 	if !retryable(gocql.ErrTimeoutNoResponse) || retryable(gocql.ErrNotFound) {
 		t.Fatal("classification")
+	}
+}
+
+// A write retried after a lost connection is rendered again, so its TTL is
+// what is left at the moment of the attempt that succeeds: the cell expires
+// when it does in the source, however long the retries took.
+func TestRetryRendersTTLAgain(t *testing.T) {
+	tg, tt := testTarget()
+	tg.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	const read = int64(1_700_000_000_000_000)
+	clock := read
+	tg.clock = func() int64 { return clock }
+	var ttls []any
+	tg.execHook = func(all []stmt) error {
+		ttls = append(ttls, all[0].args[len(all[0].args)-1])
+		if len(ttls) == 1 {
+			clock += 10_000_000 // the retry comes 10 s later
+			return gocql.ErrNoConnections
+		}
+		return nil
+	}
+	ev := &pb.Event{Table: "src.orders", Op: pb.Op_OP_READ, CommitTimeUs: read,
+		Key:   &pb.Row{Names: []string{"id", "c"}, Values: []*pb.Value{iv(1), iv(2)}},
+		After: &pb.Row{Names: []string{"id", "c", "note"}, Values: []*pb.Value{iv(1), iv(2), tv("x")}, Meta: []*pb.CellMeta{{}, {}, {WritetimeUs: 100, TtlSeconds: 60}}}}
+	rejected, err := tg.applyGroup(context.Background(), &group{table: tt, items: []appliers.Item{{Event: ev}}})
+	if err != nil || len(rejected) > 0 {
+		t.Fatalf("applyGroup: %v, %v", err, rejected)
+	}
+	if len(ttls) != 2 || ttls[0] != 60 || ttls[1] != 50 {
+		t.Fatalf("TTLs of the attempts: %v; want [60 50]", ttls)
 	}
 }

@@ -37,6 +37,18 @@ type Target struct {
 
 	mu     sync.Mutex
 	tables map[string]*targetTable
+	// clock is the time in µs since the epoch; nil means the wall clock.
+	// execHook, when set, runs statements instead of the session. Both are
+	// for tests.
+	clock    func() int64
+	execHook func([]stmt) error
+}
+
+func (t *Target) now() int64 {
+	if t.clock != nil {
+		return t.clock()
+	}
+	return time.Now().UnixMicro()
 }
 
 func open(ctx context.Context, cfg config.Target, log *slog.Logger) (appliers.Target, error) {
@@ -56,9 +68,13 @@ func open(ctx context.Context, cfg config.Target, log *slog.Logger) (appliers.Ta
 		sem:    make(chan struct{}, cfg.CQLConnections),
 		tables: map[string]*targetTable{},
 	}
-	if _, err := sess.KeyspaceMetadata(cfg.CQLKeyspace); err != nil {
+	if _, err := cqlcodec.KeyspaceMetadata(ctx, sess, cfg.CQLKeyspace); err != nil {
 		sess.Close()
-		return nil, appliers.Permanent(fmt.Errorf("target %s: keyspace %q: %w", cfg.Name, cfg.CQLKeyspace, err))
+		err = fmt.Errorf("target %s: keyspace %q: %w", cfg.Name, cfg.CQLKeyspace, err)
+		if errors.Is(err, gocql.ErrKeyspaceDoesNotExist) {
+			err = appliers.Permanent(err)
+		}
+		return nil, err
 	}
 	return t, nil
 }
@@ -129,24 +145,9 @@ func (t *Target) Apply(ctx context.Context, _ appliers.Lane, items []appliers.It
 	return rejected, nil
 }
 
-// retryable reports driver errors that a later attempt may not meet:
-// timeouts, unavailable replicas, an overloaded or bootstrapping node, a
-// lost connection.
-func retryable(err error) bool {
-	var rerr gocql.RequestError
-	if errors.As(err, &rerr) {
-		switch rerr.Code() {
-		case gocql.ErrCodeUnavailable, gocql.ErrCodeOverloaded, gocql.ErrCodeBootstrapping,
-			gocql.ErrCodeTruncate, gocql.ErrCodeWriteTimeout, gocql.ErrCodeReadTimeout,
-			gocql.ErrCodeReadFailure, gocql.ErrCodeWriteFailure, gocql.ErrCodeServer:
-			return true
-		}
-		return false
-	}
-	return errors.Is(err, gocql.ErrTimeoutNoResponse) || errors.Is(err, gocql.ErrNoConnections) ||
-		errors.Is(err, gocql.ErrConnectionClosed) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, gocql.ErrUnavailable)
-}
+// retryable reports driver errors that a later attempt may not meet (see
+// cqlcodec.Retryable).
+func retryable(err error) bool { return cqlcodec.Retryable(err) }
 
 // exec runs fn, retrying retryable driver errors with backoff (up to about
 // half a minute); other errors are returned at once.

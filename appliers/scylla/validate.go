@@ -89,9 +89,9 @@ func (v *validator) ReadMeta(on bool) { v.wantMeta = on }
 // is the source's table name (keyspace.table) or the value of its entry
 // in targets[].tables; as the applier does, a value with a keyspace names
 // that keyspace, anything else is a table of the target's keyspace.
-func (v *validator) Table(_ context.Context, name string) (validate.Table, error) {
+func (v *validator) Table(ctx context.Context, name string) (validate.Table, error) {
 	ksName, tbl := validateName(v.t.cfg, name)
-	ks, err := v.t.sess.KeyspaceMetadata(ksName)
+	ks, err := cqlcodec.KeyspaceMetadata(ctx, v.t.sess, ksName)
 	if err != nil {
 		return validate.Table{}, fmt.Errorf("keyspace %s: %w", ksName, err)
 	}

@@ -1,9 +1,13 @@
 package cqlcodec
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,6 +51,13 @@ func Cluster(o ClusterOptions) (*gocql.ClusterConfig, error) {
 		return nil, fmt.Errorf("dsn %s %v", config.Redact(o.DSN), err)
 	}
 	c := gocql.NewCluster(d.Hosts...)
+	if p := commonPort(d.Hosts); p != 0 {
+		// The driver reaches the nodes it discovers (system.local and
+		// system.peers, read at the start and again whenever its control
+		// connection reconnects) on Port, 9042 unless set: a cluster on
+		// another port would be left for a port nothing listens on.
+		c.Port = p
+	}
 	c.ProtoVersion = o.Protocol
 	c.Timeout = 30 * time.Second
 	c.ConnectTimeout = 10 * time.Second
@@ -68,6 +79,66 @@ func Cluster(o ClusterOptions) (*gocql.ClusterConfig, error) {
 	// The driver's own retries would hide failures from ferry's backoff.
 	c.RetryPolicy = &gocql.SimpleRetryPolicy{NumRetries: 0}
 	return c, nil
+}
+
+// commonPort is the port every host names, or 0 when they name none or
+// differ.
+func commonPort(hosts []string) int {
+	port := 0
+	for i, h := range hosts {
+		_, ps, err := net.SplitHostPort(h)
+		p, err2 := strconv.Atoi(ps)
+		if err != nil || err2 != nil || (i > 0 && p != port) {
+			return 0
+		}
+		port = p
+	}
+	return port
+}
+
+// Retryable reports driver errors that a later attempt may not meet:
+// timeouts, unavailable replicas, an overloaded or bootstrapping node, a
+// lost connection. The target retries them; the source reads the ranges it
+// had not finished again.
+func Retryable(err error) bool {
+	var rerr gocql.RequestError
+	if errors.As(err, &rerr) {
+		switch rerr.Code() {
+		case gocql.ErrCodeUnavailable, gocql.ErrCodeOverloaded, gocql.ErrCodeBootstrapping,
+			gocql.ErrCodeTruncate, gocql.ErrCodeWriteTimeout, gocql.ErrCodeReadTimeout,
+			gocql.ErrCodeReadFailure, gocql.ErrCodeWriteFailure, gocql.ErrCodeServer:
+			return true
+		}
+		return false
+	}
+	return errors.Is(err, gocql.ErrTimeoutNoResponse) || errors.Is(err, gocql.ErrNoConnections) ||
+		errors.Is(err, gocql.ErrConnectionClosed) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, gocql.ErrUnavailable)
+}
+
+// KeyspaceMetadata reads a keyspace's schema through the driver, trying
+// again (6 times within about 3 s) when the read fails for another reason
+// than the keyspace's absence: the driver reads the schema tables in
+// separate queries, and Cassandra 2.1 under load was seen to answer one with
+// a half-written row ("invalid JSON value ” as strategy_options"). A failed
+// read is not cached, so the next one reads the tables again.
+func KeyspaceMetadata(ctx context.Context, s *gocql.Session, keyspace string) (*gocql.KeyspaceMetadata, error) {
+	return keyspaceMetadata(ctx, s.KeyspaceMetadata, keyspace, 100*time.Millisecond)
+}
+
+func keyspaceMetadata(ctx context.Context, read func(string) (*gocql.KeyspaceMetadata, error), keyspace string, wait time.Duration) (*gocql.KeyspaceMetadata, error) {
+	for attempt := 1; ; attempt++ {
+		m, err := read(keyspace)
+		if err == nil || errors.Is(err, gocql.ErrKeyspaceDoesNotExist) || attempt == 6 {
+			return m, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
 }
 
 // FrozenTop reports whether a column's type is frozen at its top level, from

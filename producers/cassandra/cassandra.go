@@ -75,8 +75,23 @@ func (p *producer) Ping(ctx context.Context) error {
 
 // Run snapshots every configured table, then returns.
 func (p *producer) Run(ctx context.Context) error {
+	return restartable(ctx, p.snapshotAll(ctx))
+}
+
+// restartable marks the driver's errors of a lost connection or a node's
+// passing trouble (cqlcodec.Retryable) as a reason to open the source again:
+// the supervisor then reads only the token ranges not finished, instead of
+// ending the process.
+func restartable(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() == nil && !errors.Is(err, producers.ErrRestart) && cqlcodec.Retryable(err) {
+		return producers.Restart(err)
+	}
+	return err
+}
+
+func (p *producer) snapshotAll(ctx context.Context) error {
 	defer p.sess.Close()
-	if err := p.loadTables(); err != nil {
+	if err := p.loadTables(ctx); err != nil {
 		return err
 	}
 	for _, t := range p.tables {
@@ -129,8 +144,8 @@ func quote(id string) string { return `"` + strings.ReplaceAll(id, `"`, `""`) + 
 // loadTables reads the tables' layout from the driver's schema metadata,
 // which reads system.schema_* on Cassandra 2.x and system_schema on 3+ and
 // ScyllaDB.
-func (p *producer) loadTables() error {
-	ks, err := p.sess.KeyspaceMetadata(p.cfg.CQLKeyspace)
+func (p *producer) loadTables(ctx context.Context) error {
+	ks, err := cqlcodec.KeyspaceMetadata(ctx, p.sess, p.cfg.CQLKeyspace)
 	if errors.Is(err, gocql.ErrKeyspaceDoesNotExist) || (err == nil && len(ks.Tables) == 0 && len(p.cfg.Tables) == 0) {
 		return fmt.Errorf("source %s: keyspace %q does not exist (or has no tables)", p.cfg.Name, p.cfg.CQLKeyspace)
 	}
@@ -148,6 +163,13 @@ func (p *producer) loadTables() error {
 		n = strings.TrimPrefix(n, p.cfg.CQLKeyspace+".")
 		tm, ok := ks.Tables[n]
 		if !ok {
+			ident := quote(p.cfg.CQLKeyspace) + "." + quote(n)
+			if p.sess.Query("SELECT * FROM "+ident+" LIMIT 1").WithContext(ctx).Consistency(p.cons).Exec() == nil {
+				// It answers, so the driver's (cached) schema was read
+				// while the schema tables changed: a new session reads
+				// them again.
+				return producers.Restart(fmt.Errorf("source %s: the driver's schema of keyspace %s lacks table %s, which exists; reading it again", p.cfg.Name, p.cfg.CQLKeyspace, n))
+			}
 			return fmt.Errorf("source %s: table %s.%s does not exist", p.cfg.Name, p.cfg.CQLKeyspace, n)
 		}
 		t, err := p.newTable(tm)
@@ -160,6 +182,12 @@ func (p *producer) loadTables() error {
 }
 
 func (p *producer) newTable(tm *gocql.TableMetadata) (*table, error) {
+	if len(tm.PartitionKey) == 0 {
+		// The driver reads the schema tables in separate queries and can
+		// catch a table without its columns; it keeps that for the
+		// session's life. A new session reads them again.
+		return nil, producers.Restart(fmt.Errorf("the driver's schema of %s.%s has no partition key; reading it again", tm.Keyspace, tm.Name))
+	}
 	t := &table{Name: tm.Keyspace + "." + tm.Name, keyspace: tm.Keyspace, name: tm.Name}
 	t.cols = append(t.cols, tm.PartitionKey...)
 	t.cols = append(t.cols, tm.ClusteringColumns...)

@@ -57,9 +57,9 @@ func (v *validator) ReadMeta(on bool) { v.p.cfg.PreserveTimestamps = on || v.pre
 
 // Tables lists the tables the producer moves, keys first (partition key,
 // then clustering key).
-func (v *validator) Tables(context.Context) ([]validate.Table, error) {
+func (v *validator) Tables(ctx context.Context) ([]validate.Table, error) {
 	v.p.tables = nil
-	if err := v.p.loadTables(); err != nil {
+	if err := v.p.loadTables(ctx); err != nil {
 		return nil, err
 	}
 	out := make([]validate.Table, 0, len(v.p.tables))
