@@ -172,6 +172,16 @@ type laneBuf struct {
 func (p *producer) readRange(ctx context.Context, t *table, r tokenRange) (int64, error) {
 	q := p.sess.Query(t.query, r.Start, r.End).WithContext(ctx).
 		PageSize(p.cfg.FetchSize).Consistency(p.cons).Idempotent(true)
+	if p.cfg.PreserveTimestamps {
+		// A row's TTLs are what was left when the server read its page,
+		// and the writer takes off the time since the row's stamp. So the
+		// stamp is taken as each page is requested, never after the
+		// server's read; pages are then fetched when needed rather than
+		// ahead, since a page prefetched in the background may wait
+		// seconds before its rows are stamped, and its cells would
+		// outlive the source's by that long.
+		q = q.Prefetch(0)
+	}
 	lanes := make([]laneBuf, p.cfg.Partitions)
 	var futs []jetstream.PubAckFuture
 	rangeID := strconv.FormatInt(r.Start, 10) + "_" + strconv.FormatInt(r.End, 10)
@@ -196,16 +206,23 @@ func (p *producer) readRange(ctx context.Context, t *table, r tokenRange) (int64
 	}
 	limit := min(p.maxPayload/2, 512<<10)
 	var n int64
+	readAt := time.Now().UnixMicro()
 	iter := q.Iter()
 	scan := cqlcodec.NewRowScanner(iter.Columns())
 	var vals []*pb.Value
-	for iter.Scan(scan.Dest()...) {
+	for {
+		if iter.WillSwitchPage() {
+			readAt = time.Now().UnixMicro()
+		}
+		if !iter.Scan(scan.Dest()...) {
+			break
+		}
 		var err error
 		if vals, err = scan.Values(vals); err != nil {
 			_ = iter.Close()
 			return 0, fmt.Errorf("source %s: %s.%w", p.cfg.Name, t.Name, err)
 		}
-		ev, err := p.rowEvent(t, vals)
+		ev, err := p.rowEvent(t, vals, readAt)
 		if err != nil {
 			_ = iter.Close()
 			return 0, err
@@ -264,8 +281,9 @@ func paceRows(ctx context.Context, l *rate.Limiter, n int64, end bool) error {
 }
 
 // rowEvent builds the snapshot event of one scanned row (vals in the
-// order of the table's select list).
-func (p *producer) rowEvent(t *table, vals []*pb.Value) (*pb.Event, error) {
+// order of the table's select list); readAt (Unix microseconds) is no later
+// than the moment the server read the row.
+func (p *producer) rowEvent(t *table, vals []*pb.Value, readAt int64) (*pb.Event, error) {
 	after := &pb.Row{Names: t.names, Values: make([]*pb.Value, len(t.cols))}
 	// A partition's static-only row (no clustering values) has no regular
 	// cells. Read in a token range after other rows, Cassandra 2.1 gave it
@@ -289,7 +307,7 @@ func (p *producer) rowEvent(t *table, vals []*pb.Value) (*pb.Event, error) {
 		PartitionKeyCount: uint32(t.nPart),
 		// When the row was read: TTLs are what was left then, and a
 		// writer subtracts the time since.
-		CommitTimeUs: time.Now().UnixMicro(),
+		CommitTimeUs: readAt,
 	}, nil
 }
 
