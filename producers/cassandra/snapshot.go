@@ -1,6 +1,7 @@
 package cassandra
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -196,16 +197,18 @@ func (p *producer) readRange(ctx context.Context, t *table, r tokenRange) (int64
 	}
 	limit := min(p.maxPayload/2, 512<<10)
 	var n int64
+	start := time.Now().UnixMicro()
 	iter := q.Iter()
+	clock := newPageClock(start, iter.PageState)
 	scan := cqlcodec.NewRowScanner(iter.Columns())
 	var vals []*pb.Value
-	for iter.Scan(scan.Dest()...) {
+	for clock.before() && iter.Scan(scan.Dest()...) {
 		var err error
 		if vals, err = scan.Values(vals); err != nil {
 			_ = iter.Close()
 			return 0, fmt.Errorf("source %s: %s.%w", p.cfg.Name, t.Name, err)
 		}
-		ev, err := p.rowEvent(t, vals)
+		ev, err := p.rowEvent(t, vals, clock.row())
 		if err != nil {
 			_ = iter.Close()
 			return 0, err
@@ -263,9 +266,43 @@ func paceRows(ctx context.Context, l *rate.Limiter, n int64, end bool) error {
 	return nil
 }
 
+// pageClock tells when the page a row came in was read, which is when its
+// ttl() values were current. Stamping each row when ferry got to it instead
+// counted the time a page waited in ferry (a publish stalled by a slow
+// stream, the read limit, a busy machine) as not yet passed, and the
+// target's TTLs came out seconds too long. A page is recognised by the
+// paging state that came with it; its time is the moment before the Scan
+// that brought it (a page the driver fetched ahead, when three quarters of
+// the previous one were read, is stamped a little late, by the time the last
+// quarter took).
+type pageClock struct {
+	state    func() []byte
+	cur      []byte
+	at, prev int64
+}
+
+func newPageClock(start int64, state func() []byte) *pageClock {
+	return &pageClock{state: state, cur: state(), at: start}
+}
+
+// before notes the time before a Scan; it is always true, to sit in the
+// loop's condition.
+func (c *pageClock) before() bool {
+	c.prev = time.Now().UnixMicro()
+	return true
+}
+
+// row is the read time of the row the last Scan gave.
+func (c *pageClock) row() int64 {
+	if s := c.state(); !bytes.Equal(s, c.cur) {
+		c.cur, c.at = s, c.prev
+	}
+	return c.at
+}
+
 // rowEvent builds the snapshot event of one scanned row (vals in the
 // order of the table's select list).
-func (p *producer) rowEvent(t *table, vals []*pb.Value) (*pb.Event, error) {
+func (p *producer) rowEvent(t *table, vals []*pb.Value, readAt int64) (*pb.Event, error) {
 	after := &pb.Row{Names: t.names, Values: make([]*pb.Value, len(t.cols))}
 	// A partition's static-only row (no clustering values) has no regular
 	// cells. Read in a token range after other rows, Cassandra 2.1 gave it
@@ -289,7 +326,7 @@ func (p *producer) rowEvent(t *table, vals []*pb.Value) (*pb.Event, error) {
 		PartitionKeyCount: uint32(t.nPart),
 		// When the row was read: TTLs are what was left then, and a
 		// writer subtracts the time since.
-		CommitTimeUs: time.Now().UnixMicro(),
+		CommitTimeUs: readAt,
 	}, nil
 }
 

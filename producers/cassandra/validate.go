@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ferry-dev/ferry/config"
 	"github.com/ferry-dev/ferry/internal/cqlcodec"
@@ -155,7 +156,7 @@ func (v *validator) scan(t *table, iter cqlcodec.Iter, emit func(*pb.Row) error)
 			_ = iter.Close()
 			return fmt.Errorf("%s.%w", t.Name, err)
 		}
-		ev, err := v.p.rowEvent(t, vals)
+		ev, err := v.p.rowEvent(t, vals, time.Now().UnixMicro())
 		if err != nil {
 			_ = iter.Close()
 			return err
