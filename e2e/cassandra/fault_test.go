@@ -394,8 +394,14 @@ func assertThroughProxies(t *testing.T, procs []*proc, proxyPorts ...int) {
 			continue
 		}
 		ports, err := ferrytest.PeerPorts(pr.Pid())
-		if err != nil && pr.Exited() {
-			continue // it finished meanwhile (produce, once the snapshot is published)
+		if err != nil {
+			// It may have ended meanwhile (produce, once the snapshot is
+			// published): /proc is gone a moment before Exited says so.
+			select {
+			case <-pr.Done():
+				continue
+			case <-time.After(2 * time.Second):
+			}
 		}
 		if err != nil {
 			t.Fatalf("reading the connections of ferry %v: %v", pr.Args(), err)

@@ -168,7 +168,12 @@ func Connect(c *gocql.ClusterConfig, localDC string) (*gocql.Session, error) {
 		return s, err
 	}
 	c.DisableInitialHostLookup = true
-	c.PoolConfig.HostSelectionPolicy = hostPolicy(localDC) // one per session
+	// One policy per session, and not token-aware: without the ring there
+	// are no replicas to route to, and computing each statement's routing
+	// key reads the driver's schema metadata, which on such a node was seen
+	// incomplete, with a nil partition-key column that crashed the process
+	// (gocql's routingKeyInfo).
+	c.PoolConfig.HostSelectionPolicy = contactPolicy(localDC)
 	s, err2 := tryConnect(c)
 	if err2 != nil {
 		return nil, fmt.Errorf("%w; with the contact points alone: %w", err, err2)
@@ -187,9 +192,13 @@ func tryConnect(c *gocql.ClusterConfig) (s *gocql.Session, err error) {
 
 // hostPolicy routes each statement to a replica of its partition.
 func hostPolicy(localDC string) gocql.HostSelectionPolicy {
-	fallback := gocql.RoundRobinHostPolicy()
+	return gocql.TokenAwareHostPolicy(contactPolicy(localDC))
+}
+
+// contactPolicy spreads statements over the hosts (of the local DC).
+func contactPolicy(localDC string) gocql.HostSelectionPolicy {
 	if localDC != "" {
-		fallback = gocql.DCAwareRoundRobinPolicy(localDC)
+		return gocql.DCAwareRoundRobinPolicy(localDC)
 	}
-	return gocql.TokenAwareHostPolicy(fallback)
+	return gocql.RoundRobinHostPolicy()
 }

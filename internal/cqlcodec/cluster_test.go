@@ -3,6 +3,8 @@ package cqlcodec
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,5 +59,19 @@ func TestKeyspaceMetadataTriesAgain(t *testing.T) {
 	broken := func(string) (*gocql.KeyspaceMetadata, error) { calls++; return nil, half }
 	if _, err := keyspaceMetadata(context.Background(), broken, "ks", time.Millisecond); err != half || calls != 6 {
 		t.Fatalf("a read that keeps failing: %v after %d reads; want its error after 6", err, calls)
+	}
+}
+
+// Connected to the contact points alone, statements are not routed by
+// token: no ring is known, and the routing key would read the driver's
+// schema metadata for every statement.
+func TestContactPolicyIsNotTokenAware(t *testing.T) {
+	for _, dc := range []string{"", "dc1"} {
+		if got := fmt.Sprintf("%T", contactPolicy(dc)); strings.Contains(got, "tokenAware") {
+			t.Errorf("localDC %q: the contact-point policy is %s", dc, got)
+		}
+		if got := fmt.Sprintf("%T", hostPolicy(dc)); !strings.Contains(got, "tokenAware") {
+			t.Errorf("localDC %q: the ring's policy is %s, want token-aware", dc, got)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package cassandra
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -173,13 +174,10 @@ func (p *producer) readRange(ctx context.Context, t *table, r tokenRange) (int64
 	q := p.sess.Query(t.query, r.Start, r.End).WithContext(ctx).
 		PageSize(p.cfg.FetchSize).Consistency(p.cons).Idempotent(true)
 	if p.cfg.PreserveTimestamps {
-		// A row's TTLs are what was left when the server read its page,
-		// and the writer takes off the time since the row's stamp. So the
-		// stamp is taken as each page is requested, never after the
-		// server's read; pages are then fetched when needed rather than
-		// ahead, since a page prefetched in the background may wait
-		// seconds before its rows are stamped, and its cells would
-		// outlive the source's by that long.
+		// Rows are stamped with the time before the Scan that fetched
+		// their page (pageClock). A page prefetched in the background was
+		// read earlier than that, and its TTLs would be overstated by the
+		// wait: pages are fetched when needed instead.
 		q = q.Prefetch(0)
 	}
 	lanes := make([]laneBuf, p.cfg.Partitions)
@@ -206,23 +204,18 @@ func (p *producer) readRange(ctx context.Context, t *table, r tokenRange) (int64
 	}
 	limit := min(p.maxPayload/2, 512<<10)
 	var n int64
-	readAt := time.Now().UnixMicro()
+	start := time.Now().UnixMicro()
 	iter := q.Iter()
+	clock := newPageClock(start, iter.PageState)
 	scan := cqlcodec.NewRowScanner(iter.Columns())
 	var vals []*pb.Value
-	for {
-		if iter.WillSwitchPage() {
-			readAt = time.Now().UnixMicro()
-		}
-		if !iter.Scan(scan.Dest()...) {
-			break
-		}
+	for clock.before() && iter.Scan(scan.Dest()...) {
 		var err error
 		if vals, err = scan.Values(vals); err != nil {
 			_ = iter.Close()
 			return 0, fmt.Errorf("source %s: %s.%w", p.cfg.Name, t.Name, err)
 		}
-		ev, err := p.rowEvent(t, vals, readAt)
+		ev, err := p.rowEvent(t, vals, clock.row())
 		if err != nil {
 			_ = iter.Close()
 			return 0, err
@@ -230,8 +223,8 @@ func (p *producer) readRange(ctx context.Context, t *table, r tokenRange) (int64
 		size := ev.SizeVT()
 		if size+64 > p.maxPayload {
 			_ = iter.Close()
-			return 0, fmt.Errorf("source %s: row %s (%s) is %d bytes encoded, above the NATS server's max_payload of %d; raise max_payload (nats.maxPayload for the embedded server)",
-				p.cfg.Name, t.Name, streams.KeyText(ev.GetKey()), size, p.maxPayload)
+			return 0, fmt.Errorf("source %s: a row of %s is %d bytes encoded, above the NATS server's max_payload of %d; raise max_payload (nats.maxPayload for the embedded server)",
+				p.cfg.Name, t.Name, size, p.maxPayload)
 		}
 		lane := streams.Lane(ev.Key, p.cfg.Partitions)
 		lb := &lanes[lane]
@@ -280,9 +273,42 @@ func paceRows(ctx context.Context, l *rate.Limiter, n int64, end bool) error {
 	return nil
 }
 
+// pageClock tells when the page a row came in was read, which is when its
+// ttl() values were current. Stamping each row when ferry got to it instead
+// counted the time a page waited in ferry (a publish stalled by a slow
+// stream, the read limit, a busy machine) as not yet passed, and the
+// target's TTLs came out seconds too long. A page is recognised by the
+// paging state that came with it; its time is the moment before the Scan
+// that brought it (a page the driver fetched ahead, when three quarters of
+// the previous one were read, is stamped a little late, by the time the last
+// quarter took).
+type pageClock struct {
+	state    func() []byte
+	cur      []byte
+	at, prev int64
+}
+
+func newPageClock(start int64, state func() []byte) *pageClock {
+	return &pageClock{state: state, cur: state(), at: start}
+}
+
+// before notes the time before a Scan; it is always true, to sit in the
+// loop's condition.
+func (c *pageClock) before() bool {
+	c.prev = time.Now().UnixMicro()
+	return true
+}
+
+// row is the read time of the row the last Scan gave.
+func (c *pageClock) row() int64 {
+	if s := c.state(); !bytes.Equal(s, c.cur) {
+		c.cur, c.at = s, c.prev
+	}
+	return c.at
+}
+
 // rowEvent builds the snapshot event of one scanned row (vals in the
-// order of the table's select list); readAt (Unix microseconds) is no later
-// than the moment the server read the row.
+// order of the table's select list).
 func (p *producer) rowEvent(t *table, vals []*pb.Value, readAt int64) (*pb.Event, error) {
 	after := &pb.Row{Names: t.names, Values: make([]*pb.Value, len(t.cols))}
 	// A partition's static-only row (no clustering values) has no regular
