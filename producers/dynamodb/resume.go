@@ -29,11 +29,11 @@ const (
 	resumeFloorStep = 1000
 )
 
-// storedRecords returns the sequence numbers of shard's records after
-// `after` that the source's stream holds, among the table's messages after
-// stream sequence from.
-func storedRecords(ctx context.Context, js jetstream.JetStream, source, table, shard, after string, from uint64) (map[string]bool, error) {
-	out := map[string]bool{}
+// storedRecords returns the shard's records after `after` that the
+// source's stream holds, among the table's messages after stream sequence
+// from: their sequence numbers, each with its key (the key row's encoding).
+func storedRecords(ctx context.Context, js jetstream.JetStream, source, table, shard, after string, from uint64) (map[string]string, error) {
+	out := map[string]string{}
 	st, err := js.Stream(ctx, streams.StreamName(source))
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return out, nil
@@ -67,32 +67,58 @@ func storedRecords(ctx context.Context, js jetstream.JetStream, source, table, s
 		for _, e := range b.GetEvents() {
 			rest, ok := strings.CutPrefix(e.GetPositionText(), prefix)
 			if ok && bytes.Compare(seqPosition(rest), floor) > 0 {
-				out[rest] = true
+				k, err := e.GetKey().MarshalVT()
+				if err != nil {
+					return nil, fmt.Errorf("source %s: message %d of its stream: %w", source, seq, err)
+				}
+				out[rest] = string(k)
 			}
 		}
 	}
 	return out, nil
 }
 
-// resumeSkip passes over the first records of a resumed shard while the
-// stream holds them already. At the first record it does not hold (a
-// publish of the crashed run that never arrived) it stops skipping: from
-// there on every record is published again, so the lane gets the rest of
-// the shard in order after that hole, even the records it held already.
+// resumeSkip decides which records of a resumed shard to publish, until
+// the shard is past the last record the stream holds already. A record the
+// stream holds is passed over. A record it lacks (a publish of the crashed
+// run that never arrived, while later ones did: the client's reconnect
+// buffer is flushed after a reconnect) is passed over too when the stream
+// holds a later record of the same key: every record carries the whole
+// item, so that later one decides the key, and publishing the older one now
+// would take the key back on the target. The rest is published.
 type resumeSkip struct {
-	stored  map[string]bool
-	skipped int
+	stored     map[string]string // sequence number → key
+	later      map[string]string // key → its newest stored sequence number
+	skipped    int
+	superseded int
 }
 
-func (s *resumeSkip) skip(seq string) bool {
-	if len(s.stored) == 0 {
+func newResumeSkip(stored map[string]string) *resumeSkip {
+	s := &resumeSkip{stored: stored, later: map[string]string{}}
+	for seq, k := range stored {
+		if last, ok := s.later[k]; !ok || bytes.Compare(seqPosition(seq), seqPosition(last)) > 0 {
+			s.later[k] = seq
+		}
+	}
+	return s
+}
+
+// active reports whether records are still to be looked at.
+func (s *resumeSkip) active() bool { return s != nil && len(s.stored) > 0 }
+
+// skip reports whether the record seq of key k is passed over.
+func (s *resumeSkip) skip(seq, k string) bool {
+	if !s.active() {
 		return false
 	}
-	if s.stored[seq] {
+	if _, ok := s.stored[seq]; ok {
 		delete(s.stored, seq)
 		s.skipped++
 		return true
 	}
-	s.stored = nil
+	if last, ok := s.later[k]; ok && bytes.Compare(seqPosition(seq), seqPosition(last)) < 0 {
+		s.superseded++
+		return true
+	}
 	return false
 }

@@ -223,13 +223,13 @@ func (p *producer) readShard(ctx context.Context, t *table, shard string, st sha
 	if st.Seq != "" {
 		log.Info("resuming shard after its saved sequence number", "sequenceNumber", st.Seq)
 	}
-	skip := &resumeSkip{}
+	var skip *resumeSkip
 	if st.StreamSeq > 0 {
 		stored, err := storedRecords(ctx, p.env.Conn.JS, p.cfg.Name, t.name, shard, st.Seq, st.StreamSeq)
 		if err != nil {
 			return err
 		}
-		skip.stored = stored
+		skip = newResumeSkip(stored)
 	} else {
 		// A shard read for the first time (or saved by an older ferry):
 		// its floor before anything of it is published, so that a crash
@@ -294,12 +294,18 @@ func (p *producer) readShard(ctx context.Context, t *table, shard string, st sha
 				continue
 			}
 			seq := aws.ToString(r.Dynamodb.SequenceNumber)
-			if skip.skip(seq) {
-				last = seq
-				if len(skip.stored) == 0 {
-					log.Info("passed over records a previous run published", "records", skip.skipped)
+			if skip.active() {
+				k, err := recordKey(t, r)
+				if err != nil {
+					return finish(err)
 				}
-				continue
+				if skip.skip(seq, k) {
+					last = seq
+					if !skip.active() {
+						log.Info("passed over records a previous run published", "records", skip.skipped, "superseded", skip.superseded)
+					}
+					continue
+				}
 			}
 			if err := p.publishRecord(t, shard, r, ck); err != nil {
 				return finish(err)
@@ -466,6 +472,17 @@ func (p *producer) publishRecord(t *table, shard string, r stypes.Record, ck *st
 	p.published.Add(1)
 	metrics.EventsPublished.WithLabelValues(p.cfg.Name, t.name).Inc()
 	return nil
+}
+
+// recordKey is a stream record's key as the key row's encoding, as
+// storedRecords reads it from published events.
+func recordKey(t *table, r stypes.Record) (string, error) {
+	key, err := dynamo.KeyRow(fromStreamItem(r.Dynamodb.Keys), t.keyNames)
+	if err != nil {
+		return "", fmt.Errorf("table %s stream record %s: %w", t.name, aws.ToString(r.Dynamodb.SequenceNumber), err)
+	}
+	b, err := key.MarshalVT()
+	return string(b), err
 }
 
 // seqPosition pads a sequence number (decimal, up to 40 digits) so that
