@@ -187,10 +187,10 @@ func (r *StreamRepairer) Settle(ctx context.Context) error {
 				}
 				ok, err = false, nil
 			}
-			if err != nil {
+			if err != nil && ctx.Err() == nil {
 				return fmt.Errorf("target %s: waiting for lane %d: %w", r.Target, lane, err)
 			}
-			if ok {
+			if ok && err == nil {
 				break
 			}
 			select {

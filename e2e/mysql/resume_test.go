@@ -273,6 +273,9 @@ INSERT INTO f VALUES (20000, 100004, 'again')`)
 	})
 	p.src(`UPDATE f SET ver = 100005, val = 'third' WHERE id = 19999;
 UPDATE f SET ver = 100006, val = 'fourth' WHERE id = 19999`)
+	// On a busy machine the snapshot may be over by now; then the cut hits
+	// the binlog stream, which the replication client reconnects itself.
+	during := !strings.Contains(pr.Output(), "snapshot complete")
 	if n := killSessions(t, ferryUser); n == 0 {
 		t.Fatal("no MariaDB session of ferry's user to kill")
 	}
@@ -283,8 +286,8 @@ UPDATE f SET ver = 100006, val = 'fourth' WHERE id = 19999`)
 		t.Fatalf("migrate exited when its MariaDB sessions were killed:\n%s", pr.Output())
 	}
 	out := pr.Output()
-	if !strings.Contains(out, "source stopped on a connection failure") {
-		t.Errorf("no restart of the producer after its sessions were killed:\n%s", out)
+	if during && !strings.Contains(out, "source stopped on a connection failure") {
+		t.Errorf("no restart of the producer after its sessions were killed during the snapshot:\n%s", out)
 	}
 	if n := strings.Count(out, "publishing the changes the resumed snapshot already contains"); n < 1 {
 		t.Errorf("the resumed snapshot did not catch the stream up first:\n%s", out)

@@ -223,8 +223,8 @@ func (p *producer) readRange(ctx context.Context, t *table, r tokenRange) (int64
 		size := ev.SizeVT()
 		if size+64 > p.maxPayload {
 			_ = iter.Close()
-			return 0, fmt.Errorf("source %s: a row of %s is %d bytes encoded, above the NATS server's max_payload of %d; raise max_payload (nats.maxPayload for the embedded server)",
-				p.cfg.Name, t.Name, size, p.maxPayload)
+			return 0, fmt.Errorf("source %s: row %s (%s) is %d bytes encoded, above the NATS server's max_payload of %d; raise max_payload (nats.maxPayload for the embedded server)",
+				p.cfg.Name, t.Name, streams.KeyText(ev.GetKey()), size, p.maxPayload)
 		}
 		lane := streams.Lane(ev.Key, p.cfg.Partitions)
 		lb := &lanes[lane]
