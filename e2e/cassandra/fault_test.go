@@ -125,7 +125,7 @@ func runFaultTrial(t *testing.T, seed uint64, kind ferrytest.Fault, rng *rand.Ra
 	// A process that gave up on a broken connection exits non-zero and is
 	// started again; one that exits 0 is done (snapshot-only: produce ends
 	// when the snapshot is published, migrate when it is applied).
-	watcher := ferrytest.WatchFailures(t, procs...)
+	watcher := ferrytest.Watch(t, procs...)
 	// Dual writes go on for a while after the fault.
 	time.Sleep(2 * time.Second)
 	assertThroughProxies(t, watcher.Procs(), srcProxy.Port, dstProxy.Port)

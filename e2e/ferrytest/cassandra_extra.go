@@ -7,78 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"testing"
-	"time"
 )
-
-// FailWatcher starts again any watched process that exits non-zero, as
-// Watcher does, but leaves a process that exited 0 alone: in a pipeline whose
-// sources are snapshot-only, `ferry produce` exits 0 once the snapshot is
-// published and `ferry migrate` once every row is applied, and starting them
-// again would only repeat that.
-type FailWatcher struct {
-	t        testing.TB
-	mu       sync.Mutex
-	procs    []*Proc
-	restarts int
-	stop     chan struct{}
-	stopOnce sync.Once
-	stopped  chan struct{}
-}
-
-// WatchFailures starts watching procs. The watching ends with Stop, or when
-// the test ends (a test that failed before Stop must not leave a watcher
-// that logs to it, or starts processes for it, afterwards).
-func WatchFailures(t testing.TB, procs ...*Proc) *FailWatcher {
-	w := &FailWatcher{t: t, procs: procs, stop: make(chan struct{}), stopped: make(chan struct{})}
-	t.Cleanup(func() { w.Stop() })
-	go func() {
-		defer close(w.stopped)
-		for {
-			select {
-			case <-w.stop:
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
-			w.mu.Lock()
-			for i, pr := range w.procs {
-				if pr.Exited() && pr.ExitCode() != 0 {
-					w.t.Logf("ferry %v exited (code %d); starting it again. Its last words:\n%s", pr.Args(), pr.ExitCode(), LastLines(pr.Output(), 25))
-					w.procs[i] = pr.Again(w.t)
-					w.restarts++
-				}
-			}
-			w.mu.Unlock()
-		}
-	}()
-	return w
-}
-
-// Finished reports whether the i-th process (in the order given to
-// WatchFailures) has exited 0.
-func (w *FailWatcher) Finished(i int) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.procs[i].Exited() && w.procs[i].ExitCode() == 0
-}
-
-// Procs returns the processes now watched (in the order given).
-func (w *FailWatcher) Procs() []*Proc {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]*Proc(nil), w.procs...)
-}
-
-// Stop ends the watching and returns the processes (in the order given to
-// WatchFailures) and how many were started again.
-func (w *FailWatcher) Stop() ([]*Proc, int) {
-	w.stopOnce.Do(func() { close(w.stop) })
-	<-w.stopped
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.procs, w.restarts
-}
 
 // PeerPorts returns the remote ports of the established TCP connections that
 // process pid holds to 127.0.0.1, read from /proc: what a test needs to see

@@ -161,21 +161,28 @@ func (n *NATS) Restart(t testing.TB, down time.Duration) {
 	n.start(t)
 }
 
-// Watcher starts again any watched process that exits on its own, as
-// systemd or Kubernetes would for a service that gave up on a broken
-// connection, and logs the last words of each.
+// Watcher starts again any watched process that exits non-zero, as systemd
+// or Kubernetes would for a service that gave up on a broken connection, and
+// logs the last words of each. A process that exited 0 is left alone: in a
+// pipeline whose sources are snapshot-only, `ferry produce` exits 0 once the
+// snapshot is published and `ferry migrate` once every row is applied, and
+// starting them again would only repeat that.
 type Watcher struct {
 	t        testing.TB
 	mu       sync.Mutex
 	procs    []*Proc
 	restarts int
 	stop     chan struct{}
+	stopOnce sync.Once
 	stopped  chan struct{}
 }
 
-// Watch starts watching procs.
+// Watch starts watching procs. The watching ends with Stop, or when
+// the test ends (a test that failed before Stop must not leave a watcher
+// that logs to it, or starts processes for it, afterwards).
 func Watch(t testing.TB, procs ...*Proc) *Watcher {
 	w := &Watcher{t: t, procs: procs, stop: make(chan struct{}), stopped: make(chan struct{})}
+	t.Cleanup(func() { w.Stop() })
 	go func() {
 		defer close(w.stopped)
 		for {
@@ -186,8 +193,8 @@ func Watch(t testing.TB, procs ...*Proc) *Watcher {
 			}
 			w.mu.Lock()
 			for i, pr := range w.procs {
-				if pr.Exited() {
-					w.t.Logf("ferry %v exited (code %d); starting it again. Its last words:\n%s", pr.Args(), pr.ExitCode(), LastLines(pr.Output(), 5))
+				if pr.Exited() && pr.ExitCode() != 0 {
+					w.t.Logf("ferry %v exited (code %d); starting it again. Its last words:\n%s", pr.Args(), pr.ExitCode(), LastLines(pr.Output(), 25))
 					w.procs[i] = pr.Again(w.t)
 					w.restarts++
 				}
@@ -198,10 +205,27 @@ func Watch(t testing.TB, procs ...*Proc) *Watcher {
 	return w
 }
 
-// Stop ends the watching and returns the processes now running (in the
-// order given to Watch) and how many were started again.
+// Finished reports whether the i-th process (in the order given to
+// Watch) has exited 0.
+func (w *Watcher) Finished(i int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.procs[i].Exited() && w.procs[i].ExitCode() == 0
+}
+
+// Procs returns the processes now watched (in the order given).
+func (w *Watcher) Procs() []*Proc {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]*Proc(nil), w.procs...)
+}
+
+// Stop ends the watching and returns the processes (in the order given to
+// Watch) and how many were started again.
 func (w *Watcher) Stop() ([]*Proc, int) {
-	close(w.stop)
+	w.stopOnce.Do(func() { close(w.stop) })
 	<-w.stopped
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	return w.procs, w.restarts
 }
