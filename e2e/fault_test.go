@@ -82,25 +82,9 @@ func runFaultTrial(t *testing.T, seed uint64, kind ferrytest.Fault, rng *rand.Ra
 			t.Fatalf("process %d exited before the fault:\n%s", i, pr.Output())
 		}
 	}
-	switch kind {
-	case ferrytest.KillAll:
-		procs[0].Kill9()
-		procs[0] = p.start("migrate", "--config", p.cfgPath)
-	case ferrytest.KillProducer:
-		procs[0].Kill9()
-		time.Sleep(time.Duration(rng.Int64N(int64(time.Second))))
-		procs[0] = p.start("produce", "--config", p.cfgPath, "--source", "pg")
-	case ferrytest.KillApplier:
-		procs[1].Kill9()
-		time.Sleep(time.Duration(rng.Int64N(int64(time.Second))))
-		procs[1] = p.start("apply", "--config", p.cfgPath, "--target", "dst")
-	case ferrytest.NATSRestart:
-		natsSrv.Restart(t, time.Duration(rng.Int64N(int64(2*time.Second))))
-	case ferrytest.SourceCut:
-		terminateBackends(t, p.src.DSN(p.srcDB), p.srcDB, "application_name = 'ferry'")
-	case ferrytest.TargetCut:
-		terminateBackends(t, p.dst.DSN(p.dstDB), p.dstDB, "pid <> pg_backend_pid()")
-	}
+	ferrytest.Strike(t, kind, rng, procs, natsSrv,
+		func() { terminateBackends(t, p.src.DSN(p.srcDB), p.srcDB, "application_name = 'ferry'") },
+		func() { terminateBackends(t, p.dst.DSN(p.dstDB), p.dstDB, "pid <> pg_backend_pid()") })
 
 	// A process that gave up on a broken connection exits non-zero; an
 	// operator (or systemd, or Kubernetes) starts it again. The watcher

@@ -102,25 +102,9 @@ func runFaultTrial(t *testing.T, seed uint64, kind ferrytest.Fault, rng *rand.Ra
 		}
 	}
 	t.Logf("fault %s strikes %s after the start", kind, time.Since(started).Round(time.Millisecond))
-	switch kind {
-	case ferrytest.KillAll:
-		procs[0].Kill9()
-		procs[0] = procs[0].Again(t)
-	case ferrytest.KillProducer:
-		procs[0].Kill9()
-		time.Sleep(time.Duration(rng.Int64N(int64(time.Second))))
-		procs[0] = procs[0].Again(t)
-	case ferrytest.KillApplier:
-		procs[1].Kill9()
-		time.Sleep(time.Duration(rng.Int64N(int64(time.Second))))
-		procs[1] = procs[1].Again(t)
-	case ferrytest.NATSRestart:
-		natsSrv.Restart(t, time.Duration(rng.Int64N(int64(2*time.Second))))
-	case ferrytest.SourceCut:
-		t.Logf("cut %d source connections", srcProxy.Cut())
-	case ferrytest.TargetCut:
-		t.Logf("cut %d target connections", dstProxy.Cut())
-	}
+	ferrytest.Strike(t, kind, rng, procs, natsSrv,
+		func() { t.Logf("cut %d source connections", srcProxy.Cut()) },
+		func() { t.Logf("cut %d target connections", dstProxy.Cut()) })
 
 	// A process that gave up on a broken connection exits non-zero and is
 	// started again; one that exits 0 is done (snapshot-only: produce ends

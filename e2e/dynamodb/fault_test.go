@@ -133,25 +133,9 @@ func runFaultTrial(t *testing.T, seed uint64, kind ferrytest.Fault, rng *rand.Ra
 			t.Fatalf("process %d exited before the fault:\n%s", i, pr.Output())
 		}
 	}
-	switch kind {
-	case ferrytest.KillAll:
-		procs[0].Kill9()
-		procs[0] = procs[0].Again(t)
-	case ferrytest.KillProducer:
-		procs[0].Kill9()
-		time.Sleep(time.Duration(rng.Int64N(int64(time.Second))))
-		procs[0] = procs[0].Again(t)
-	case ferrytest.KillApplier:
-		procs[1].Kill9()
-		time.Sleep(time.Duration(rng.Int64N(int64(time.Second))))
-		procs[1] = procs[1].Again(t)
-	case ferrytest.NATSRestart:
-		natsSrv.Restart(t, time.Duration(rng.Int64N(int64(2*time.Second))))
-	case ferrytest.SourceCut:
-		t.Logf("cut %d source connections", srcProxy.Cut())
-	case ferrytest.TargetCut:
-		t.Logf("cut %d target connections", dstProxy.Cut())
-	}
+	ferrytest.Strike(t, kind, rng, procs, natsSrv,
+		func() { t.Logf("cut %d source connections", srcProxy.Cut()) },
+		func() { t.Logf("cut %d target connections", dstProxy.Cut()) })
 
 	phase("fault " + kind.String())
 	watcher := ferrytest.Watch(t, procs...)

@@ -229,3 +229,32 @@ func (w *Watcher) Stop() ([]*Proc, int) {
 	defer w.mu.Unlock()
 	return w.procs, w.restarts
 }
+
+// Strike makes fault happen to a pipeline. With KillAll, procs[0] is the
+// single migrate process; otherwise procs[0] produces and procs[1] applies,
+// on the external server nats. A killed process is started again (after a
+// random pause of up to a second when the other one runs on), and procs is
+// updated in place. cutSource and cutTarget end ferry's connections to the
+// family's source and target, each the way that family can.
+func Strike(t testing.TB, fault Fault, rng *rand.Rand, procs []*Proc, nats *NATS, cutSource, cutTarget func()) {
+	t.Helper()
+	switch fault {
+	case KillAll:
+		procs[0].Kill9()
+		procs[0] = procs[0].Again(t)
+	case KillProducer, KillApplier:
+		i := 0
+		if fault == KillApplier {
+			i = 1
+		}
+		procs[i].Kill9()
+		time.Sleep(time.Duration(rng.Int64N(int64(time.Second))))
+		procs[i] = procs[i].Again(t)
+	case NATSRestart:
+		nats.Restart(t, time.Duration(rng.Int64N(int64(2*time.Second))))
+	case SourceCut:
+		cutSource()
+	case TargetCut:
+		cutTarget()
+	}
+}

@@ -92,24 +92,13 @@ func runFaultTrial(t *testing.T, seed uint64, kind ferrytest.Fault, rng *rand.Ra
 		phase = "during the snapshot"
 	}
 	t.Logf("the fault strikes %s", phase)
-	switch kind {
-	case ferrytest.KillAll:
-		procs[0].Kill9()
-		procs[0] = p.migrate()
-	case ferrytest.KillProducer:
-		procs[0].Kill9()
-		time.Sleep(time.Duration(rng.Int64N(int64(time.Second))))
-		procs[0] = procs[0].Again(t)
-	case ferrytest.KillApplier:
-		procs[1].Kill9()
-		time.Sleep(time.Duration(rng.Int64N(int64(time.Second))))
-		procs[1] = procs[1].Again(t)
-	case ferrytest.NATSRestart:
-		natsSrv.Restart(t, time.Duration(rng.Int64N(int64(2*time.Second))))
-	case ferrytest.SourceCut:
-		t.Logf("killed %d MariaDB sessions of %s", killSessions(t, ferryUser), ferryUser)
-	case ferrytest.TargetCut:
-		t.Logf("terminated %d PostgreSQL backends", terminateBackends(t, p.dstDB))
+	ferrytest.Strike(t, kind, rng, procs, natsSrv,
+		func() { t.Logf("killed %d MariaDB sessions of %s", killSessions(t, ferryUser), ferryUser) },
+		func() { t.Logf("terminated %d PostgreSQL backends", terminateBackends(t, p.dstDB)) })
+	if kind == ferrytest.KillAll {
+		// As p.migrate does: a status run next must reach this
+		// process's embedded NATS, not host one of its own.
+		ferrytest.WaitListening(t, procs[0], p.natsPort, time.Minute)
 	}
 
 	// A process that gave up on a broken connection exits non-zero; an
