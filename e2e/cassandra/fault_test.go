@@ -96,11 +96,6 @@ func runFaultTrial(t *testing.T, seed uint64, kind ferrytest.Fault, rng *rand.Ra
 	// limiter's burst), so the producer reads for about faultWindow after
 	// the first second.
 	time.Sleep(time.Second + ferrytest.Moment(rng, faultWindow/4, faultWindow-2*time.Second))
-	for i, pr := range procs {
-		if pr.Exited() {
-			t.Fatalf("process %d exited before the fault (%s after the start):\n%s", i, time.Since(started), tail(pr.Output()))
-		}
-	}
 	t.Logf("fault %s strikes %s after the start", kind, time.Since(started).Round(time.Millisecond))
 	ferrytest.Strike(t, kind, rng, procs, natsSrv,
 		func() { t.Logf("cut %d source connections", srcProxy.Cut()) },

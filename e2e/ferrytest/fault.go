@@ -236,8 +236,15 @@ func (w *Watcher) Stop() ([]*Proc, int) {
 // random pause of up to a second when the other one runs on), and procs is
 // updated in place. cutSource and cutTarget end ferry's connections to the
 // family's source and target, each the way that family can.
+// A process that exited before the fault fails the test: the trial would
+// prove nothing about that fault.
 func Strike(t testing.TB, fault Fault, rng *rand.Rand, procs []*Proc, nats *NATS, cutSource, cutTarget func()) {
 	t.Helper()
+	for i, pr := range procs {
+		if pr.Exited() {
+			t.Fatalf("process %d (ferry %v) exited before the fault:\n%s", i, pr.Args(), pr.Output())
+		}
+	}
 	switch fault {
 	case KillAll:
 		procs[0].Kill9()

@@ -80,11 +80,6 @@ func runFaultTrial(t *testing.T, seed uint64, kind ferrytest.Fault, rng *rand.Ra
 	// of the trials strike within the first 800 ms, where the snapshot of
 	// this table runs.
 	time.Sleep(ferrytest.Moment(rng, 800*time.Millisecond, 5*time.Second) + 100*time.Millisecond)
-	for i, pr := range procs {
-		if pr.Exited() {
-			t.Fatalf("process %d exited before the fault:\n%s", i, pr.Output())
-		}
-	}
 	// The producer logs the snapshot's end: whether the fault struck in it is
 	// what the trial's log says, to tell later which path a failure took.
 	phase := "while streaming"
